@@ -1,0 +1,198 @@
+"""Anchor selection (a registry of strategies) and the parallel anchor set stored as parquet."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .index import hash_arrays
+from .relative import l2_normalize
+
+logger = logging.getLogger(__name__)
+
+# selector(n_items, count, rng, features) -> indices; features may be None for strategies that need none.
+Selector = Callable[[int, int, np.random.Generator, "np.ndarray | None"], np.ndarray]
+_SELECTORS: dict[str, Selector] = {}
+NEEDS_FEATURES: set[str] = set()
+
+
+def register_selector(name: str, needs_features: bool = False) -> Callable[[Selector], Selector]:
+    def deco(fn: Selector) -> Selector:
+        if name in _SELECTORS:
+            raise ValueError(f"anchor selector {name!r} is already registered")
+        _SELECTORS[name] = fn
+        if needs_features:
+            NEEDS_FEATURES.add(name)
+        return fn
+
+    return deco
+
+
+def list_selectors() -> list[str]:
+    return sorted(_SELECTORS)
+
+
+def select_anchors(
+    n_items: int, count: int, *, strategy: str = "random", seed: int = 0, features: np.ndarray | None = None
+) -> np.ndarray:
+    """Choose ``count`` distinct item indices to serve as anchors.
+
+    Args:
+        n_items: how many items there are to choose from.
+        count: how many anchors to choose.
+        strategy: a registered selector name (see :func:`list_selectors`).
+        seed: seeds the selector, so that a split can be reproduced.
+        features: (n_items, d) vectors for geometry-aware strategies (kmeans, fps, stratified).
+
+    Returns:
+        Sorted int64 indices.
+    """
+    if strategy not in _SELECTORS:
+        raise ValueError(f"unknown anchor strategy {strategy!r}; known: {', '.join(list_selectors())}")
+    if not 2 <= count <= n_items:
+        raise ValueError(f"cannot choose {count} anchors from {n_items} items (need 2 <= count <= items)")
+    if strategy in NEEDS_FEATURES and features is None:
+        raise ValueError(f"anchor strategy {strategy!r} needs item features")
+    idx = _SELECTORS[strategy](n_items, count, np.random.default_rng(seed), features)
+    idx = np.unique(np.asarray(idx, dtype=np.int64))
+    assert len(idx) == count, f"selector {strategy} returned {len(idx)} anchors, expected {count}"
+    return idx
+
+
+@register_selector("random")
+def _random(n: int, count: int, rng: np.random.Generator, features: np.ndarray | None) -> np.ndarray:
+    return rng.choice(n, size=count, replace=False)
+
+
+def _kmeans_labels(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    km = faiss.Kmeans(x.shape[1], k, niter=20, seed=seed, spherical=True, verbose=False)
+    km.train(np.ascontiguousarray(x, dtype=np.float32))
+    _, labels = km.index.search(np.ascontiguousarray(x, dtype=np.float32), 1)
+    return km.centroids, labels[:, 0]
+
+
+@register_selector("kmeans", needs_features=True)
+def _kmeans(n: int, count: int, rng: np.random.Generator, features: np.ndarray | None) -> np.ndarray:
+    """The item nearest each of ``count`` spherical k-means centroids: anchors that cover the data."""
+    x = l2_normalize(features)
+    centroids, _ = _kmeans_labels(x, count, int(rng.integers(1 << 30)))
+    sims = x @ centroids.T
+    chosen: list[int] = []
+    taken = np.zeros(n, dtype=bool)
+    for c in np.argsort(-sims.max(axis=0)):  # most clear-cut centroids pick first
+        for i in np.argsort(-sims[:, c]):
+            if not taken[i]:
+                taken[i] = True
+                chosen.append(int(i))
+                break
+    return np.array(chosen)
+
+
+@register_selector("fps", needs_features=True)
+def _farthest_point(n: int, count: int, rng: np.random.Generator, features: np.ndarray | None) -> np.ndarray:
+    """Greedy farthest-point sampling in cosine distance: anchors spread to the edges of the data."""
+    x = l2_normalize(features)
+    chosen = [int(rng.integers(n))]
+    best = x @ x[chosen[0]]
+    for _ in range(count - 1):
+        best[chosen[-1]] = np.inf
+        nxt = int(np.argmin(best))
+        chosen.append(nxt)
+        best = np.maximum(best, x @ x[nxt])
+    return np.array(chosen)
+
+
+@register_selector("stratified", needs_features=True)
+def _stratified(n: int, count: int, rng: np.random.Generator, features: np.ndarray | None) -> np.ndarray:
+    """Random within k-means strata, each stratum drawn in proportion to its size."""
+    x = l2_normalize(features)
+    k = max(2, min(int(np.sqrt(count)), n // 2))
+    _, labels = _kmeans_labels(x, k, int(rng.integers(1 << 30)))
+    sizes = np.bincount(labels, minlength=k)
+    quota = np.floor(sizes / n * count).astype(int)
+    # hand the rounding remainder to the strata with the largest fractional parts
+    rest = count - quota.sum()
+    order = np.argsort(-(sizes / n * count - quota))
+    quota[order[:rest]] += 1
+    chosen = [rng.choice(np.flatnonzero(labels == s), size=q, replace=False) for s, q in enumerate(quota) if q]
+    return np.concatenate(chosen)
+
+
+@dataclass
+class AnchorSet:
+    """A parallel anchor set: for each anchor an id, an image, and captions per language."""
+
+    ids: list[str]
+    images: list[Any]  # encoded bytes or file paths, as the data source gave them
+    captions: dict[str, list[str]]  # language -> one caption per anchor
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def hash(self) -> str:
+        """sha256 over ids, captions and image contents: equal hash, same anchors."""
+        digests = [hashlib.sha256(_image_bytes(img)).hexdigest() for img in self.images]
+        langs = sorted(self.captions)
+        return hash_arrays(*self.ids, *langs, *(c for lang in langs for c in self.captions[lang]), *digests)
+
+    @classmethod
+    def from_dataset(cls, ds: Any, indices: Sequence[int], languages: Sequence[str]) -> AnchorSet:
+        sub = ds.select(list(map(int, indices)))
+        caps = sub["captions"]
+        return cls(
+            ids=list(sub["id"]),
+            images=list(sub["image"]),
+            captions={lang: [c.get(lang) or "" for c in caps] for lang in languages},
+        )
+
+    def save(self, path: str | Path) -> None:
+        """Write as parquet with images embedded as bytes, so an index directory is self-contained."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        langs = list(self.captions)
+        table = pa.table(
+            {
+                "id": pa.array(self.ids, pa.string()),
+                "image": pa.array([_image_bytes(i) for i in self.images], pa.binary()),
+                "caption": pa.array(self.captions[langs[0]], pa.string()),
+                "captions": pa.array(
+                    [{lang: self.captions[lang][i] for lang in langs} for i in range(len(self))],
+                    pa.struct([(lang, pa.string()) for lang in langs]),
+                ),
+            }
+        )
+        pq.write_table(table, str(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> AnchorSet:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(str(path))
+        missing = {"id", "image", "captions"} - set(table.column_names)
+        if missing:
+            raise ValueError(f"anchor file {path} lacks columns {sorted(missing)}")
+        caps = table.column("captions").to_pylist()
+        langs = [f.name for f in table.schema.field("captions").type]
+        return cls(
+            ids=table.column("id").to_pylist(),
+            images=table.column("image").to_pylist(),
+            captions={lang: [c[lang] or "" for c in caps] for lang in langs},
+        )
+
+
+def _image_bytes(image: Any) -> bytes:
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes(image)
+    if isinstance(image, dict):
+        return image.get("bytes") or Path(image["path"]).read_bytes()
+    return Path(image).read_bytes()

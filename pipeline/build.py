@@ -1,0 +1,163 @@
+"""Index building: embed the data, choose and embed anchors, project, and write the directory atomically."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .anchors import AnchorSet, select_anchors
+from .config import Config
+from .data import cache_dir, load_data
+from .embed import embed_dataset
+from .encoders.base import MODALITIES, Encoder, create_encoder
+from .index import MANIFEST, Manifest, atomic_directory, build_faiss, write_faiss
+from .layout import ANCHORS, CONFIG, PROJECTORS, THUMBNAILS, index_file, items_file, text_space
+from .relative import RelativeProjector, save_projectors
+
+logger = logging.getLogger(__name__)
+
+# Columns that say how an item is stored rather than what it is: not copied into hit metadata.
+STORAGE_COLUMNS = ("image", "captions")
+
+
+@contextmanager
+def timed(stage: str) -> Iterator[None]:
+    """Log how long a build stage took."""
+    t0 = time.perf_counter()
+    yield
+    logger.info("%s took %.1f s", stage, time.perf_counter() - t0)
+
+
+def load_encoders(cfg: Config, device: str | None) -> dict[str, Encoder]:
+    encoders = {m: create_encoder(getattr(cfg, f"{m}_encoder"), m, device) for m in MODALITIES}
+    if cfg.num_workers is not None and hasattr(encoders["image"], "num_workers"):
+        encoders["image"].num_workers = cfg.num_workers
+    return encoders
+
+
+def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[str, Encoder]:
+    """Write a complete index for ``cfg`` to ``out``; returns the encoders so callers can reuse them."""
+    languages = cfg.data.languages
+    with timed("loading data"):
+        ds = load_data(cfg.data)
+    encoders = load_encoders(cfg, device)
+    cache = cache_dir(cfg.data) / "embeddings"
+    with timed("embedding images"):
+        x_image = embed_dataset(ds, encoders["image"], batch_size=cfg.batch_size, cache=cache)
+    with timed("embedding captions"):
+        x_text = {
+            lang: embed_dataset(ds, encoders["text"], lang=lang if i else None, batch_size=cfg.batch_size, cache=cache)
+            for i, lang in enumerate(languages)
+        }
+
+    with timed("anchors"):
+        anchors, a_image, a_text = _anchors(cfg, ds, encoders, x_image, x_text)
+    projectors = {"image": RelativeProjector(cfg.projector).fit(a_image)}
+    projectors.update({text_space(lang): RelativeProjector(cfg.projector).fit(a_text[lang]) for lang in languages})
+
+    with timed("projecting"):
+        r_image = projectors["image"].transform(x_image)
+        r_text = [projectors[text_space(lang)].transform(x_text[lang]) for lang in languages]
+    with timed("building FAISS"):
+        indexes = {
+            "image": build_faiss(r_image, cfg.index.factory, cfg.index.train_size, cfg.anchors.seed),
+            "text": build_faiss(np.vstack(r_text), cfg.index.factory, cfg.index.train_size, cfg.anchors.seed),
+        }
+    n = len(ds)
+    lang_ranges = {lang: [i * n, (i + 1) * n] for i, lang in enumerate(languages)}
+    manifest = Manifest(
+        encoders={m: e.info.to_dict() for m, e in encoders.items()},
+        anchors={"hash": anchors.hash, "count": len(anchors), "strategy": cfg.anchors.strategy,
+                 "spaces": list(projectors)},
+        projector=dict(vars(cfg.projector)),
+        faiss={"factory": cfg.index.factory, "metric": "inner_product", "normalized": True},
+        counts={"items": n, "image": indexes["image"].ntotal, "text": indexes["text"].ntotal,
+                "text_lang_ranges": lang_ranges},
+        package_version=__version__,
+        config=cfg.to_dict(),
+    )
+    with timed("writing"), atomic_directory(out) as tmp:
+        for m, index in indexes.items():
+            write_faiss(index, tmp / index_file(m))
+        save_projectors(tmp / PROJECTORS, projectors)
+        anchors.save(tmp / ANCHORS)
+        _write_items(ds, languages, tmp)
+        if cfg.index.thumbnails:
+            _write_thumbnails(ds, cfg.index.thumbnails, tmp / THUMBNAILS)
+        cfg.save(tmp / CONFIG)
+        (tmp / MANIFEST).write_text(manifest.to_json())
+    logger.info("wrote index %s: %d images, %d captions, %d anchors", out, indexes["image"].ntotal,
+                indexes["text"].ntotal, len(anchors))
+    return encoders
+
+
+def _anchors(
+    cfg: Config, ds: Any, encoders: dict[str, Encoder], x_image: np.ndarray, x_text: dict[str, np.ndarray]
+) -> tuple[AnchorSet, np.ndarray, dict[str, np.ndarray]]:
+    """The anchor set and its absolute embeddings per modality (and per caption language)."""
+    languages = cfg.data.languages
+    if cfg.anchors.path:
+        anchors = AnchorSet.load(cfg.anchors.path)
+        missing = [lang for lang in languages if lang not in anchors.captions]
+        if missing:
+            raise ValueError(f"anchor file {cfg.anchors.path} has no captions in {missing}")
+        a_image = encoders["image"].encode(anchors.images, batch_size=cfg.batch_size, ids=anchors.ids)
+        a_text = {lang: encoders["text"].encode(anchors.captions[lang], batch_size=cfg.batch_size, ids=anchors.ids)
+                  for lang in languages}
+        return anchors, a_image, a_text
+    feats = np.hstack([_unit(x_image), _unit(x_text[languages[0]])])
+    idx = select_anchors(len(ds), cfg.anchors.count, strategy=cfg.anchors.strategy, seed=cfg.anchors.seed,
+                         features=feats)
+    anchors = AnchorSet.from_dataset(ds, idx, languages)
+    return anchors, x_image[idx], {lang: x[idx] for lang, x in x_text.items()}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _write_items(ds: Any, languages: list[str], out: Path) -> None:
+    """Metadata aligned with FAISS ids: one row per image, and one row per (item, language) caption."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = ds.remove_columns([c for c in STORAGE_COLUMNS if c in ds.column_names])
+    pq.write_table(meta.with_format("arrow")[:], out / items_file("image"))
+    ids = ds["id"]
+    caps = ds["captions"]
+    rows = {"id": [], "lang": [], "caption": []}
+    for i, lang in enumerate(languages):
+        texts = ds["caption"] if i == 0 else [(c or {}).get(lang) or "" for c in caps]
+        rows["id"] += ids
+        rows["lang"] += [lang] * len(ids)
+        rows["caption"] += texts
+    pq.write_table(pa.table(rows), out / items_file("text"))
+
+
+def _write_thumbnails(ds: Any, side: int, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .data.images import load_image
+    from .progress import progress
+
+    ids, pngs = [], []
+    with progress(total=len(ds), desc="thumbnails") as bar:
+        for item_id, image in zip(ds["id"], ds["image"]):
+            img = load_image(image, item=item_id)
+            img.thumbnail((side, side))
+            buf = io.BytesIO()
+            img.save(buf, format="PNG")
+            ids.append(item_id)
+            pngs.append(buf.getvalue())
+            bar.update(1)
+    pq.write_table(pa.table({"id": pa.array(ids, pa.string()), "png": pa.array(pngs, pa.binary())}), path)
+

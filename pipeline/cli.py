@@ -1,0 +1,179 @@
+"""The ``relspace`` command line: a thin layer that parses arguments, calls the Python API and prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("pipeline.cli")
+
+# Queries the demo shows; generic everyday concepts, not chosen from the evaluation results.
+DEMO_QUERIES = ("a red apple", "a dog", "a rocket", "a crying face", "pizza", "a rainbow")
+# The demo's image query: the item whose stored image is used to find captions.
+DEMO_IMAGE_ID = "1F680"
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("pipeline").setLevel(level)
+    for noisy in ("faiss", "faiss.loader", "httpx", "sentence_transformers", "datasets", "timm"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _print_hits(hits: list[Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
+        return
+    for rank, h in enumerate(hits, 1):
+        char = h.metadata.get("char", "")
+        lang = f" [{h.lang}]" if h.lang else ""
+        print(f"{rank:3d}. {h.score:6.3f}  {h.modality:5s} {h.id:<24s} {char} {h.caption or ''}{lang}")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from . import Retriever
+
+    r = Retriever.build(args.config, args.out, device=args.device)
+    print(f"built {r.index_dir}: {r.manifest.counts['image']} images, {r.manifest.counts['text']} captions, "
+          f"{r.manifest.anchors['count']} anchors")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from . import Retriever
+
+    r = Retriever.load(args.index_dir, device=args.device)
+    hits = r.search(text=args.text, image=args.image, k=args.k, target=args.target, lang=args.lang,
+                    result_lang=args.result_lang)
+    _print_hits(hits, args.json)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .evaluate import dumps, evaluate, format_table
+
+    overrides = {}
+    for key, val in (("anchors.count", args.anchors), ("eval.seeds", args.seeds), ("anchors.strategy", args.strategy),
+                     ("eval.plot_dir", args.plots)):
+        if val is not None:
+            overrides[key] = val
+    if args.directions:
+        overrides["eval.directions"] = args.directions.split(",")
+    report = evaluate(load_config(args.config, **overrides))
+    print(dumps(report) if args.json else format_table(report))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import Retriever
+    from .config import load_config
+    from .index import Manifest
+
+    cfg = load_config(args.config)
+    out = Path(args.out) if args.out else Path("indexes") / cfg.name
+    try:
+        current = Manifest.read(out).config == cfg.to_dict()
+    except (FileNotFoundError, ValueError):
+        current = False
+    if current and not args.rebuild:
+        print(f"reusing the index in {out} (pass --rebuild to build it again)")
+        r = Retriever.load(out, device=args.device)
+    else:
+        print(f"building the OpenMoji demo index in {out} (first run: about 3 minutes on 2 CPU cores)")
+        r = Retriever.build(cfg, out, device=args.device)
+    print(f"\n{r.manifest.counts['items']} items, {r.manifest.anchors['count']} anchors, "
+          f"text {r.manifest.encoders['text']['spec']}, image {r.manifest.encoders['image']['spec']}")
+    for q in DEMO_QUERIES:
+        hits = r.search(text=q, k=5)
+        print(f"\ntext -> image  {q!r}")
+        _print_hits(hits, False)
+    image_id = DEMO_IMAGE_ID if r.item(DEMO_IMAGE_ID) else r.items["image"].column("id")[0].as_py()
+    image = r.thumbnail(image_id)
+    if image is not None:
+        item = r.item(image_id) or {}
+        print(f"\nimage -> text  the image of {image_id} {item.get('char', '')} ({item.get('caption', '')})")
+        _print_hits(r.search(image=image, k=5), False)
+    from .data.openmoji import attribution
+
+    print(f"\n{attribution()}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    serve(args.index_dir, host=args.host, port=args.port, device=args.device)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="relspace", description="Cross-modal retrieval through relative representations.")
+    p.add_argument("--version", action="version", version=f"relspace {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
+    p.add_argument("--device", default=None, help="torch device (default: CUDA when available)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("build", help="build an index from a YAML config")
+    s.add_argument("config", help="YAML config file")
+    s.add_argument("--out", default=None, help="output directory (default indexes/<name>)")
+    s.set_defaults(fn=cmd_build)
+
+    s = sub.add_parser("search", help="search an index with a text or an image")
+    s.add_argument("index_dir")
+    q = s.add_mutually_exclusive_group(required=True)
+    q.add_argument("--text", help="query text")
+    q.add_argument("--image", help="query image file")
+    s.add_argument("-k", type=int, default=10, help="number of hits")
+    s.add_argument("--target", choices=["image", "text"], default=None, help="what to find (default: other modality)")
+    s.add_argument("--lang", default=None, help="language of the text query")
+    s.add_argument("--result-lang", default=None, help="only captions in this language (image -> text)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(fn=cmd_search)
+
+    s = sub.add_parser("eval", help="evaluate retrieval and every baseline on seeded disjoint splits")
+    s.add_argument("config", nargs="?", default=None, help="YAML config (default: the embedded OpenMoji setup)")
+    s.add_argument("--anchors", type=int, default=None, help="anchor count (overrides the config)")
+    s.add_argument("--seeds", type=int, default=None, help="number of seeds (overrides the config)")
+    s.add_argument("--strategy", default=None, help="anchor selection strategy (overrides the config)")
+    s.add_argument("--directions", default=None, help="comma-separated: t2i,i2t")
+    s.add_argument("--plots", default=None, help="directory for PNG plots")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("demo", help="build (once) and query the offline OpenMoji demo index")
+    s.add_argument("--config", default=None, help="YAML config (default: the embedded OpenMoji demo)")
+    s.add_argument("--out", default=None, help="index directory (default indexes/openmoji)")
+    s.add_argument("--rebuild", action="store_true", help="rebuild even if a matching index exists")
+    s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("serve", help="serve an index over HTTP with a search page")
+    s.add_argument("index_dir")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(fn=cmd_serve)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; tests call ``main([...])`` in-process."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(-1 if args.quiet else args.verbose)
+    try:
+        return args.fn(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"relspace: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

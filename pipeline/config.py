@@ -1,0 +1,171 @@
+"""Typed configuration: dataclasses are the source of truth, YAML is only storage; unknown keys are errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or dict that does not fit the dataclasses; the message names the key and file."""
+
+
+@dataclass
+class DataConfig:
+    source: str = "openmoji"  # data source from the registry: "openmoji" or "folder"
+    path: str | None = None  # folder source: the image directory (caption file paths are relative to it)
+    captions: str | None = None  # folder source: caption file, .csv, .jsonl or .parquet
+    languages: list[str] = field(default_factory=lambda: ["en"])  # caption languages; the first is primary
+    image_size: int = 160  # openmoji source: rendered image side in pixels
+    limit: int | None = None  # keep a seeded random sample of N items (quick runs that still span the set)
+    seed: int = 0  # seed of the limit sample
+    cache_dir: str | None = None  # rendered data and embedding cache; default $RELSPACE_CACHE or ~/.cache/relspace
+
+
+@dataclass
+class AnchorConfig:
+    count: int = 800  # number of parallel anchors (image-caption pairs)
+    strategy: str = "random"  # selector from the registry: random, stratified, kmeans, fps
+    seed: int = 0  # seed for the selector
+    path: str | None = None  # a parquet anchor set to use instead of selecting anchors from the data
+
+
+@dataclass
+class ProjectorConfig:
+    center: bool = True  # subtract the anchors' mean embedding before the cosine (Moschella et al. §3)
+    topk: int | None = 32  # keep the k largest similarities per vector and zero the rest (ASIF); None keeps all
+    power: float = 1.0  # signed exponent on the kept similarities; >1 sharpens, as ASIF's p
+    column_norm: bool = True  # standardise each anchor's similarity column with statistics of the anchors
+
+
+@dataclass
+class IndexConfig:
+    factory: str = "Flat"  # FAISS index_factory string; inner product on L2-normalised vectors = cosine
+    train_size: int = 100_000  # at most this many vectors train an index that needs training (IVF, PQ)
+    thumbnails: int = 128  # side of the PNG thumbnails stored beside the index; 0 stores none
+
+
+@dataclass
+class EvalConfig:
+    seeds: int = 3  # number of seeded anchor draws; figures are mean and std over them
+    directions: list[str] = field(default_factory=lambda: ["t2i", "i2t"])  # t2i: caption finds image
+    baselines: list[str] = field(
+        default_factory=lambda: ["chance", "cosine", "asif", "procrustes", "ridge"]
+    )  # methods from the registry that run in the same pass as the configured projector
+    anchor_counts: list[int] = field(default_factory=list)  # extra anchor counts for the R@10 curve
+    plot_dir: str | None = None  # where PNG plots go; None writes none
+    ks: list[int] = field(default_factory=lambda: [1, 5, 10])  # the K of R@K
+
+
+@dataclass
+class Config:
+    name: str = "openmoji"  # experiment or index name; the default output is indexes/<name>
+    text_encoder: str = "minilm"  # encoder spec: alias, "st:<name|dir>", "open_clip:<arch>/<tag|ckpt>"
+    image_encoder: str = "efficientnet-lite0"  # alias, "timm:<arch>@<ckpt>", "open_clip:<arch>/<tag|ckpt>"
+    device: str | None = None  # torch device; None picks CUDA when available
+    batch_size: int = 64  # encoder batch size
+    num_workers: int | None = None  # image-decoding DataLoader workers; None picks from the core count
+    data: DataConfig = field(default_factory=DataConfig)  # what to index
+    anchors: AnchorConfig = field(default_factory=AnchorConfig)  # the parallel anchor set
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)  # relative-space options
+    index: IndexConfig = field(default_factory=IndexConfig)  # FAISS options
+    eval: EvalConfig = field(default_factory=EvalConfig)  # relspace eval options
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "<dict>", prefix: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``, refusing unknown keys and ill-typed values by name."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: {prefix or 'top level'} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {prefix + unknown[0]!r}"
+            + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+            + f"; known keys at this level: {', '.join(sorted(names))}"
+        )
+    kwargs = {k: _coerce(hints[k], v, where, prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, where, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value if value is not None else {}, where, key + ".")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key!r} must be a list, got {value!r}")
+        (arg,) = typing.get_args(tp)
+        return [_coerce(arg, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+        raise ConfigError(f"{where}: {key!r} must be {tp.__name__}, got {value!r}")
+    return value
+
+
+def load_config(source: str | Path | dict[str, Any] | Config | None = None, **overrides: Any) -> Config:
+    """Load a :class:`Config` from a YAML path, a dict, or an existing config (copied).
+
+    Args:
+        source: YAML path, mapping, Config, or None for the embedded OpenMoji default.
+        overrides: dotted keys to set afterwards, e.g. ``**{"anchors.count": 400}``.
+
+    Returns:
+        A validated Config.
+    """
+    if source is None:
+        cfg = Config()
+    elif isinstance(source, Config):
+        cfg = from_dict(Config, source.to_dict(), "<Config>")
+    elif isinstance(source, dict):
+        cfg = from_dict(Config, source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        data = yaml.safe_load(path.read_text()) or {}
+        cfg = from_dict(Config, data, str(path))
+    for dotted, value in overrides.items():
+        set_key(cfg, dotted, value)
+    return cfg
+
+
+def set_key(cfg: Config, dotted: str, value: Any) -> None:
+    """Set ``a.b`` on a config with the same type checks as the loader."""
+    *parents, last = dotted.split(".")
+    obj: Any = cfg
+    for p in parents:
+        if not hasattr(obj, p) or not dataclasses.is_dataclass(getattr(obj, p)):
+            raise ConfigError(f"<override>: unknown key {dotted!r}")
+        obj = getattr(obj, p)
+    hints = typing.get_type_hints(type(obj))
+    if last not in hints:
+        raise ConfigError(f"<override>: unknown key {dotted!r}")
+    setattr(obj, last, _coerce(hints[last], value, "<override>", dotted))

@@ -1,0 +1,72 @@
+"""The built-in data sources: the rendered OpenMoji set and a user's image folder with a caption file."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..config import DataConfig
+from . import cache_dir, register_source
+
+if TYPE_CHECKING:
+    import datasets
+
+logger = logging.getLogger(__name__)
+
+CAPTION_FORMATS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+@register_source("openmoji")
+def openmoji(cfg: DataConfig) -> datasets.Dataset:
+    """OpenMoji rendered from the bundled COLR0 font, cached as parquet and read through 🤗 datasets."""
+    import datasets
+
+    from .openmoji import build_openmoji
+
+    path = build_openmoji(cache_dir(cfg) / "openmoji", languages=cfg.languages, image_size=cfg.image_size)
+    return datasets.Dataset.from_parquet(str(path), cache_dir=str(cache_dir(cfg) / "hf"))
+
+
+@register_source("folder")
+def folder(cfg: DataConfig) -> datasets.Dataset:
+    """Images in ``path`` plus a caption file with columns ``image`` (relative path), ``caption`` or
+    ``caption_<lang>``, and optionally ``id``; other columns are kept as metadata."""
+    import datasets
+
+    if not cfg.path or not cfg.captions:
+        raise ValueError("the folder source needs data.path (image directory) and data.captions (file)")
+    root = Path(cfg.path).expanduser()
+    cap = Path(cfg.captions).expanduser()
+    if not cap.is_absolute() and not cap.exists():
+        cap = root / cap
+    if not cap.is_file():
+        raise ValueError(f"caption file not found: {cap}")
+    fmt = CAPTION_FORMATS.get(cap.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"caption file {cap}: unsupported format; use one of {sorted(CAPTION_FORMATS)}")
+    ds = datasets.load_dataset(fmt, data_files=str(cap), split="train", cache_dir=str(cache_dir(cfg) / "hf"))
+    if "image" not in ds.column_names:
+        raise ValueError(f"caption file {cap} has no 'image' column (the image path relative to {root})")
+    primary = cfg.languages[0]
+    lang_cols = {lang: f"caption_{lang}" for lang in cfg.languages}
+    if "caption" in ds.column_names:
+        lang_cols[primary] = "caption"
+    missing = [c for c in lang_cols.values() if c not in ds.column_names]
+    if missing:
+        raise ValueError(f"caption file {cap} lacks caption columns {missing}")
+
+    def to_row(row: dict, i: int) -> dict:
+        rel = row["image"]
+        if not isinstance(rel, str) or not rel:
+            raise ValueError(f"{cap} row {i}: empty image path")
+        captions = {lang: (row[col] or "").strip() for lang, col in lang_cols.items()}
+        return {
+            "id": str(row["id"]) if row.get("id") not in (None, "") else Path(rel).stem,
+            "image": str((root / rel).resolve()),
+            "caption": captions[primary],
+            "captions": captions,
+        }
+
+    drop = [c for c in set(lang_cols.values()) | {"image", "id"} if c in ds.column_names]
+    return ds.map(to_row, with_indices=True, remove_columns=drop, desc="read captions")

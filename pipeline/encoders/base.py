@@ -1,0 +1,148 @@
+"""Encoder interface and the scheme registry ("st:", "open_clip:", "timm:", aliases)."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+Modality = Literal["text", "image"]
+MODALITIES: tuple[Modality, ...] = ("text", "image")
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What the manifest records of an encoder, so that a query side can be checked against it."""
+
+    spec: str  # the spec string as the user wrote it ("minilm", "st:all-MiniLM-L6-v2", ...)
+    modality: Modality  # which modality it embeds
+    dim: int  # output dimension
+    version: str  # library and weights version, informative only
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec, "modality": self.modality, "dim": self.dim, "version": self.version}
+
+
+class Encoder(ABC):
+    """Embeds one modality into float32 vectors; subclasses are registered under a scheme."""
+
+    modality: Modality
+    spec: str
+
+    @property
+    @abstractmethod
+    def dim(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def version(self) -> str: ...
+
+    @abstractmethod
+    def encode(
+        self,
+        items: Sequence[Any],
+        *,
+        batch_size: int = 64,
+        show_progress: bool | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        """Embed ``items`` (strings for text; PIL images, paths or bytes for images) as (n, dim) float32.
+
+        ``ids`` only serve error messages, so that a bad item is named by its id rather than its position.
+        """
+
+    @property
+    def info(self) -> EncoderInfo:
+        return EncoderInfo(spec=self.spec, modality=self.modality, dim=self.dim, version=self.version)
+
+
+EncoderFactory = Callable[[str, "Modality", str | None], Encoder]
+_SCHEMES: dict[str, EncoderFactory] = {}
+_ALIASES: dict[str, tuple[Callable[[], str], tuple[Modality, ...]]] = {}
+
+
+def register_encoder(scheme: str) -> Callable[[EncoderFactory], EncoderFactory]:
+    """Register a factory ``(body, modality, device) -> Encoder`` for specs ``"<scheme>:<body>"``."""
+
+    def deco(fn: EncoderFactory) -> EncoderFactory:
+        if scheme in _SCHEMES:
+            raise ValueError(f"encoder scheme {scheme!r} is already registered")
+        _SCHEMES[scheme] = fn
+        return fn
+
+    return deco
+
+
+def register_alias(name: str, resolve: Callable[[], str], modalities: tuple[Modality, ...]) -> None:
+    """Register a short name that resolves (lazily, so that optional packages stay optional) to a spec."""
+    if name in _ALIASES:
+        raise ValueError(f"encoder alias {name!r} is already registered")
+    _ALIASES[name] = (resolve, modalities)
+
+
+def list_encoders() -> dict[str, list[str]]:
+    """The registered schemes and aliases."""
+    _load_builtin()
+    return {"schemes": sorted(_SCHEMES), "aliases": sorted(_ALIASES)}
+
+
+def resolve_spec(spec: str) -> str:
+    """Expand an alias to its full ``scheme:body`` spec; other specs are returned unchanged."""
+    _load_builtin()
+    if spec in _ALIASES:
+        return _ALIASES[spec][0]()
+    return spec
+
+
+def create_encoder(spec: str, modality: Modality, device: str | None = None) -> Encoder:
+    """Build the encoder named by ``spec`` for ``modality``.
+
+    Args:
+        spec: ``"<scheme>:<body>"`` (for example ``"st:all-MiniLM-L6-v2"``) or a bundled alias.
+        modality: ``"text"`` or ``"image"``; two-tower schemes such as open_clip pick their tower by it.
+        device: torch device; ``None`` picks CUDA when available.
+
+    Returns:
+        An :class:`Encoder` whose ``spec`` is the string given, so that manifests stay portable.
+    """
+    _load_builtin()
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+    full = spec
+    if spec in _ALIASES:
+        resolve, modalities = _ALIASES[spec]
+        if modality not in modalities:
+            raise ValueError(f"encoder alias {spec!r} embeds {'/'.join(modalities)}, not {modality}")
+        full = resolve()
+    scheme, sep, body = full.partition(":")
+    if not sep or scheme not in _SCHEMES:
+        known = ", ".join(f"{s}:..." for s in sorted(_SCHEMES)) + ", " + ", ".join(sorted(_ALIASES))
+        raise ValueError(f"unknown encoder {spec!r}; known schemes and aliases: {known}")
+    enc = _SCHEMES[scheme](body, modality, device or default_device())
+    enc.spec = spec
+    logger.info("loaded %s encoder %s (dim %d)", modality, spec, enc.dim)
+    return enc
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+_BUILTIN_LOADED = False
+
+
+def _load_builtin() -> None:
+    """Import the built-in encoder modules, which register themselves (heavy libraries load lazily)."""
+    global _BUILTIN_LOADED
+    if _BUILTIN_LOADED:
+        return
+    _BUILTIN_LOADED = True
+    from . import aliases, openclip, st, timm_image  # noqa: F401

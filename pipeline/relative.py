@@ -1,0 +1,156 @@
+"""The relative projector: an item becomes its (centred) cosine similarities to the anchors of its modality."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from .config import ProjectorConfig
+
+logger = logging.getLogger(__name__)
+
+# Rows are projected in chunks so that a million-item transform never holds n x m float64 at once.
+CHUNK = 16_384
+EPS = 1e-12
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation; zero rows stay zero instead of becoming NaN."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, EPS)
+
+
+def topk_sparsify(s: np.ndarray, k: int) -> np.ndarray:
+    """Keep each row's k largest entries and zero the rest (ASIF's sparsification)."""
+    if k >= s.shape[1]:
+        return s
+    drop = np.argpartition(s, s.shape[1] - k, axis=1)[:, : s.shape[1] - k]
+    out = s.copy()
+    np.put_along_axis(out, drop, 0.0, axis=1)
+    return out
+
+
+def signed_power(s: np.ndarray, p: float) -> np.ndarray:
+    """sign(s) * |s|^p: sharpens (p > 1) without flipping negative similarities."""
+    return s if p == 1.0 else np.sign(s) * np.abs(s) ** p
+
+
+class RelativeProjector:
+    """Fit on one modality's anchor embeddings; transform absolute vectors into the relative space.
+
+    The relative vector is r(x) = [cos(x - mu, a_j - mu)]_j, optionally standardised per anchor,
+    sparsified to its top-k entries, raised to a signed power, and L2-normalised so that inner
+    product search is cosine search.
+    """
+
+    def __init__(self, options: ProjectorConfig | None = None):
+        self.options = options or ProjectorConfig()
+        self.anchors: np.ndarray | None = None  # (m, d) centred, L2-normalised anchor embeddings
+        self.mean: np.ndarray | None = None  # (d,) anchor mean (zeros when centring is off)
+        self.col_mean: np.ndarray | None = None  # (m,) per-anchor similarity mean over the anchors
+        self.col_std: np.ndarray | None = None  # (m,) per-anchor similarity std over the anchors
+
+    @property
+    def num_anchors(self) -> int:
+        return 0 if self.anchors is None else len(self.anchors)
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the absolute space this projector reads."""
+        return 0 if self.anchors is None else self.anchors.shape[1]
+
+    def fit(self, anchors: np.ndarray) -> RelativeProjector:
+        """Store the anchors' statistics; the anchors are absolute embeddings of one modality."""
+        a = np.asarray(anchors, dtype=np.float32)
+        if a.ndim != 2 or len(a) < 2:
+            raise ValueError(f"need a 2-D array of at least 2 anchor embeddings, got shape {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError("anchor embeddings contain NaN or inf")
+        self.mean = a.mean(axis=0) if self.options.center else np.zeros(a.shape[1], np.float32)
+        self.anchors = l2_normalize(a - self.mean)
+        sims = self.anchors @ self.anchors.T
+        np.fill_diagonal(sims, np.nan)  # an anchor's similarity to itself says nothing of the column's spread
+        self.col_mean = np.nanmean(sims, axis=0).astype(np.float32)
+        self.col_std = np.maximum(np.nanstd(sims, axis=0), 1e-6).astype(np.float32)
+        return self
+
+    def cosine(self, x: np.ndarray) -> np.ndarray:
+        """The raw (optionally centred) cosine to every anchor, before any post-processing."""
+        self._check_fitted(x)
+        return l2_normalize(np.asarray(x, np.float32) - self.mean) @ self.anchors.T
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Map absolute vectors (n, d) to relative vectors (n, m), L2-normalised float32."""
+        x = np.asarray(x, dtype=np.float32)
+        self._check_fitted(x)
+        out = np.empty((len(x), self.num_anchors), dtype=np.float32)
+        for start in range(0, len(x), CHUNK):
+            out[start : start + CHUNK] = self._transform_chunk(x[start : start + CHUNK])
+        return out
+
+    def _transform_chunk(self, x: np.ndarray) -> np.ndarray:
+        s = self.cosine(x)
+        o = self.options
+        if o.column_norm:
+            s = (s - self.col_mean) / self.col_std
+        if o.topk:
+            s = topk_sparsify(s, o.topk)
+        s = signed_power(s, o.power)
+        return l2_normalize(s)
+
+    def _check_fitted(self, x: np.ndarray) -> None:
+        if self.anchors is None:
+            raise RuntimeError("projector is not fitted: call fit(anchors) first")
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"expected vectors of dim {self.dim}, got shape {x.shape}")
+
+    # -- persistence: safetensors only, options live in the manifest -------------------------------
+
+    def state(self, prefix: str) -> dict[str, np.ndarray]:
+        assert self.anchors is not None, "projector is not fitted"
+        return {
+            f"{prefix}.anchors": self.anchors,
+            f"{prefix}.mean": self.mean,
+            f"{prefix}.col_mean": self.col_mean,
+            f"{prefix}.col_std": self.col_std,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray], prefix: str, options: ProjectorConfig) -> RelativeProjector:
+        p = cls(options)
+        try:
+            p.anchors, p.mean = state[f"{prefix}.anchors"], state[f"{prefix}.mean"]
+            p.col_mean, p.col_std = state[f"{prefix}.col_mean"], state[f"{prefix}.col_std"]
+        except KeyError as e:
+            raise ValueError(f"projector file has no tensor {e.args[0]!r}") from None
+        return p
+
+
+def save_projectors(path: str | Path, projectors: dict[str, RelativeProjector]) -> None:
+    """Write several projectors (keyed by space name) into one safetensors file."""
+    from safetensors.numpy import save_file
+
+    tensors: dict[str, np.ndarray] = {}
+    for name, p in projectors.items():
+        tensors.update({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in p.state(name).items()})
+    save_file(tensors, str(path))
+
+
+def load_projectors(path: str | Path, names: list[str], options: ProjectorConfig) -> dict[str, RelativeProjector]:
+    """Read projectors written by :func:`save_projectors` (safetensors: no code is executed)."""
+    from safetensors.numpy import load_file
+
+    state = load_file(str(path))
+    return {n: RelativeProjector.from_state(state, n, options) for n in names}
+
+
+def options_dict(options: ProjectorConfig) -> dict[str, object]:
+    return asdict(options)
+
+
+Transform = Callable[[np.ndarray], np.ndarray]

@@ -1,0 +1,261 @@
+"""Retriever: the public Python API. Build an index from a config, load it, search it with text or images."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .anchors import AnchorSet
+from .config import Config, load_config
+from .encoders.base import MODALITIES, Encoder, create_encoder
+from .index import Manifest, read_faiss, search_faiss
+from .relative import RelativeProjector, load_projectors
+
+logger = logging.getLogger(__name__)
+
+from .layout import PROJECTORS, THUMBNAILS, index_file, items_file, text_space
+
+
+@dataclass
+class Hit:
+    """One search result: the item's id, cosine score in the relative space, modality and metadata."""
+
+    id: str  # item id, as in the data source
+    score: float  # cosine similarity of the relative vectors (higher is closer)
+    modality: str  # "image" or "text": what was found
+    caption: str | None = None  # the item's caption (for text hits: the matched caption)
+    lang: str | None = None  # language of a text hit's caption
+    metadata: dict[str, Any] = field(default_factory=dict)  # other columns of the source (e.g. char)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __getitem__(self, key: str) -> Any:  # hits also read like dicts: hit["id"]
+        return getattr(self, key) if key in self.__dataclass_fields__ else self.metadata[key]
+
+
+class Retriever:
+    """A loaded relspace index: relative-space FAISS indexes for images and captions, and their encoders.
+
+    Build with :meth:`build`, open with :meth:`load`, query with :meth:`search`. Encoders load on first
+    use, so a text-only user never pays for the image model.
+    """
+
+    def __init__(
+        self,
+        index_dir: Path,
+        manifest: Manifest,
+        projectors: dict[str, RelativeProjector],
+        indexes: dict[str, Any],
+        items: dict[str, Any],
+        *,
+        encoders: dict[str, Encoder] | None = None,
+        device: str | None = None,
+    ):
+        self.index_dir, self.manifest, self.projectors = index_dir, manifest, projectors
+        self.indexes, self.items = indexes, items
+        self.device = device
+        self._encoders: dict[str, Encoder] = dict(encoders or {})
+        self._row_of_id: dict[str, int] | None = None
+        self._thumbnails: Any = None
+
+    # -- construction ---------------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls, config: str | Path | Config | None = None, out_dir: str | Path | None = None, *, device: str | None = None
+    ) -> Retriever:
+        """Embed the configured data, fit the relative projectors on the anchors and write an index.
+
+        The index is written to a temporary directory and renamed over ``out_dir`` only when complete,
+        so a failed build leaves any previous index intact.
+
+        Args:
+            config: YAML path or Config; None is the embedded OpenMoji demo.
+            out_dir: where to write; default ``indexes/<config.name>``.
+            device: torch device for the encoders; default the config's, else CUDA when available.
+
+        Returns:
+            The loaded Retriever for the new index.
+        """
+        from .build import build_index
+
+        cfg = load_config(config)
+        out = Path(out_dir) if out_dir is not None else Path("indexes") / cfg.name
+        encoders = build_index(cfg, out, device=device or cfg.device)
+        return cls.load(out, device=device or cfg.device, _encoders=encoders)
+
+    @classmethod
+    def load(
+        cls,
+        index_dir: str | Path,
+        *,
+        text_encoder: str | None = None,
+        image_encoder: str | None = None,
+        anchors: str | Path | None = None,
+        device: str | None = None,
+        _encoders: dict[str, Encoder] | None = None,
+    ) -> Retriever:
+        """Open an index directory.
+
+        Args:
+            index_dir: a directory written by :meth:`build`.
+            text_encoder: the text encoder spec the caller intends to query with; refused if it is not
+                the one the index was built with.
+            image_encoder: likewise for images.
+            anchors: an anchor parquet the caller's side uses; refused if its hash differs.
+            device: torch device for the query encoders.
+
+        Raises:
+            IndexMismatchError: the manifest does not fit the given encoders or anchors.
+        """
+        index_dir = Path(index_dir)
+        manifest = Manifest.read(index_dir)
+        for modality, spec in (("text", text_encoder), ("image", image_encoder)):
+            if spec is not None:
+                manifest.check(modality, spec=spec)
+        if anchors is not None:
+            manifest.check_anchors(AnchorSet.load(anchors).hash)
+        from .config import ProjectorConfig, from_dict
+
+        options = from_dict(ProjectorConfig, manifest.projector, f"{index_dir}/manifest.json", "projector.")
+        projectors = load_projectors(index_dir / PROJECTORS, manifest.anchors["spaces"], options)
+        for name, p in projectors.items():
+            modality = name.split(":")[0]
+            if p.dim != manifest.encoders[modality]["dim"]:
+                raise ValueError(f"{index_dir}: projector {name!r} reads dim {p.dim}, manifest says "
+                                 f"{manifest.encoders[modality]['dim']}")
+        import pyarrow.parquet as pq
+
+        indexes = {m: read_faiss(index_dir / index_file(m)) for m in MODALITIES}
+        items = {m: pq.read_table(index_dir / items_file(m)) for m in MODALITIES}
+        for m in MODALITIES:
+            if indexes[m].ntotal != items[m].num_rows:
+                raise ValueError(f"{index_dir}: {m} index holds {indexes[m].ntotal} vectors but "
+                                 f"{items[m].num_rows} metadata rows; the directory is inconsistent")
+        logger.info("loaded index %s (%s)", index_dir, ", ".join(f"{m}: {indexes[m].ntotal}" for m in MODALITIES))
+        return cls(index_dir, manifest, projectors, indexes, items, encoders=_encoders, device=device)
+
+    # -- queries --------------------------------------------------------------------------------------
+
+    @property
+    def languages(self) -> list[str]:
+        """Languages whose anchor captions can project a text query."""
+        return [s.split(":", 1)[1] for s in self.projectors if s.startswith("text:")]
+
+    def encoder(self, modality: str) -> Encoder:
+        """The query encoder of ``modality``, loaded on first use and checked against the manifest."""
+        if modality not in self._encoders:
+            rec = self.manifest.encoders[modality]
+            enc = create_encoder(rec["spec"], modality, self.device)
+            self.manifest.check(modality, spec=enc.spec, dim=enc.dim)
+            self._encoders[modality] = enc
+        return self._encoders[modality]
+
+    def embed(self, *, text: str | list[str] | None = None, image: Any = None, lang: str | None = None) -> np.ndarray:
+        """Relative vectors (n, anchors) of texts or images, as stored in the index."""
+        if (text is None) == (image is None):
+            raise ValueError("give exactly one of text= or image=")
+        if text is not None:
+            texts = [text] if isinstance(text, str) else list(text)
+            space = text_space(lang or self.languages[0])
+            if space not in self.projectors:
+                raise ValueError(f"no anchor captions in language {lang!r}; this index has {self.languages}")
+            return self.projectors[space].transform(self.encoder("text").encode(texts, show_progress=False))
+        images = image if isinstance(image, list) else [image]
+        return self.projectors["image"].transform(self.encoder("image").encode(images, show_progress=False))
+
+    def search(
+        self,
+        text: str | None = None,
+        image: Any = None,
+        k: int = 10,
+        *,
+        target: str | None = None,
+        lang: str | None = None,
+        result_lang: str | None = None,
+    ) -> list[Hit]:
+        """Find the ``k`` nearest items to a text or an image.
+
+        Args:
+            text: a query string (searches images unless ``target`` says otherwise).
+            image: a PIL image, a path or encoded bytes (searches captions unless ``target`` says otherwise).
+            k: number of hits.
+            target: ``"image"`` or ``"text"``; default the other modality (same-modality search works too).
+            lang: language of a text query; it is projected through that language's anchor captions.
+            result_lang: keep only captions in this language when searching text.
+
+        Returns:
+            Hits, best first.
+        """
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise ValueError("text query must be a non-empty string")
+        query_modality = "text" if text is not None else "image"
+        target = target or ("image" if query_modality == "text" else "text")
+        if target not in MODALITIES:
+            raise ValueError(f"target must be one of {MODALITIES}, got {target!r}")
+        xq = self.embed(text=text, image=image, lang=lang)
+        return self._search_vectors(xq, k, target, result_lang)[0]
+
+    def _search_vectors(self, xq: np.ndarray, k: int, target: str, result_lang: str | None) -> list[list[Hit]]:
+        index = self.indexes[target]
+        params = None
+        if result_lang is not None:
+            if target != "text":
+                raise ValueError("result_lang filters caption results; it needs target='text'")
+            params = self._lang_selector(result_lang)
+        if params is None:
+            D, I = search_faiss(index, xq, k)
+        else:
+            D, I = index.search(np.ascontiguousarray(xq, np.float32), max(1, min(k, index.ntotal)), params=params)
+        return [self._hits(target, d, i) for d, i in zip(D, I)]
+
+    def _lang_selector(self, lang: str) -> Any:
+        import faiss
+
+        ranges = self.manifest.counts.get("text_lang_ranges", {})
+        if lang not in ranges:
+            raise ValueError(f"no captions in language {lang!r}; this index has {sorted(ranges)}")
+        start, end = ranges[lang]
+        return faiss.SearchParameters(sel=faiss.IDSelectorRange(start, end))
+
+    def _hits(self, modality: str, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
+        keep = rows >= 0  # FAISS pads with -1 when fewer than k results pass a filter
+        table = self.items[modality].take(rows[keep].astype(np.int64))
+        hits = []
+        for score, rec in zip(scores[keep], table.to_pylist()):
+            item_id, caption, lang = rec.pop("id"), rec.pop("caption", None), rec.pop("lang", None)
+            hits.append(Hit(item_id, float(score), modality, caption, lang, rec))
+        return hits
+
+    # -- items ----------------------------------------------------------------------------------------
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        """An item's metadata (from the image table), or None if the id is unknown."""
+        if self._row_of_id is None:
+            self._row_of_id = {v: i for i, v in enumerate(self.items["image"].column("id").to_pylist())}
+        row = self._row_of_id.get(item_id)
+        return None if row is None else self.items["image"].slice(row, 1).to_pylist()[0]
+
+    def thumbnail(self, item_id: str) -> bytes | None:
+        """The stored PNG thumbnail of an item, or None."""
+        if self._thumbnails is None:
+            import pyarrow.parquet as pq
+
+            path = self.index_dir / THUMBNAILS
+            table = pq.read_table(path) if path.is_file() else None
+            self._thumbnails = {} if table is None else dict(
+                zip(table.column("id").to_pylist(), table.column("png").to_pylist())
+            )
+        return self._thumbnails.get(item_id)
+
+    def __repr__(self) -> str:
+        enc = {m: r["spec"] for m, r in self.manifest.encoders.items()}
+        return f"Retriever({str(self.index_dir)!r}, encoders={enc}, counts={ {m: self.indexes[m].ntotal for m in MODALITIES} })"
+

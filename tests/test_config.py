@@ -1,0 +1,69 @@
+"""Typed configs: YAML round-trips, unknown keys and wrong types are refused by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Config, ConfigError, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_defaults_are_the_openmoji_demo() -> None:
+    cfg = load_config(None)
+    assert cfg.data.source == "openmoji"
+    assert cfg.text_encoder == "minilm" and cfg.image_encoder == "efficientnet-lite0"
+
+
+def test_yaml_round_trip(tmp_path: Path) -> None:
+    cfg = load_config({"anchors": {"count": 123, "strategy": "kmeans"}, "projector": {"topk": None}})
+    cfg.save(tmp_path / "c.yaml")
+    again = load_config(tmp_path / "c.yaml")
+    assert again == cfg and again.anchors.count == 123 and again.projector.topk is None
+
+
+def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("anchors:\n  count: 10\n  cuont: 3\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*anchors\.cuont"):
+        load_config(path)
+
+
+def test_unknown_top_level_key() -> None:
+    with pytest.raises(ConfigError, match="'encoder'"):
+        load_config({"encoder": "x"})
+
+
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ({"anchors": {"count": "many"}}, "anchors.count"),
+        ({"projector": {"center": "yes"}}, "projector.center"),
+        ({"data": {"languages": "en"}}, "data.languages"),
+        ({"batch_size": True}, "batch_size"),
+    ],
+)
+def test_wrong_types_are_refused(data: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(data)
+
+
+def test_int_is_accepted_for_float() -> None:
+    assert load_config({"projector": {"power": 2}}).projector.power == 2.0
+
+
+def test_overrides_are_type_checked() -> None:
+    assert load_config(None, **{"anchors.count": 5}).anchors.count == 5
+    with pytest.raises(ConfigError):
+        load_config(None, **{"anchors.nope": 5})
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load(path: Path) -> None:
+    assert isinstance(load_config(path), Config)
+
+
+def test_openmoji_yaml_matches_the_embedded_default() -> None:
+    assert load_config(CONFIGS / "openmoji.yaml") == load_config(None)

@@ -1,0 +1,60 @@
+"""Metrics against brute force, every method on synthetic parallel spaces, and the eval report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.config import load_config
+from pipeline.evaluate import Embeddings, evaluate, format_table, ranks_of_truth, retrieval_metrics
+from pipeline.methods import fit_method, list_methods
+
+
+def test_ranks_match_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    q, g = rng.standard_normal((50, 6)), rng.standard_normal((50, 6))
+    s = q @ g.T
+    expected = [(s[i] >= s[i, i]).sum() - 1 for i in range(50)]
+    np.testing.assert_array_equal(ranks_of_truth(q, g), expected)
+
+
+def test_ties_count_against_the_method() -> None:
+    q = np.ones((3, 2))
+    assert (ranks_of_truth(q, np.ones((3, 2))) == 2).all()  # all tied: the truth ranks last
+
+
+def test_metrics() -> None:
+    m = retrieval_metrics(np.array([0, 1, 4, 20]), [1, 5])
+    assert m == {"R@1": 0.25, "R@5": 0.75, "MRR": pytest.approx((1 + 1 / 2 + 1 / 5 + 1 / 21) / 4), "MedR": 3.5}
+
+
+def synthetic(n: int = 400, seed: int = 0) -> Embeddings:
+    """Two spaces that are noisy linear images of one latent: relative methods should align them."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, 12))
+    text = z @ rng.standard_normal((12, 20)) + 0.3 * rng.standard_normal((n, 20))
+    image = np.tanh(z @ rng.standard_normal((12, 30))) + 0.3 * rng.standard_normal((n, 30))
+    return Embeddings(text.astype(np.float32), image.astype(np.float32), [str(i) for i in range(n)])
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_every_method_maps_both_modalities_to_unit_vectors(name: str) -> None:
+    e = synthetic()
+    space = fit_method(name, e.text[:100], e.image[:100])
+    t, i = space.text(e.text[100:]), space.image(e.image[100:])
+    assert t.shape[0] == i.shape[0] == 300 and t.shape[1] == i.shape[1]
+    np.testing.assert_allclose(np.linalg.norm(t, axis=1), 1, atol=1e-4)
+
+
+def test_report_has_the_public_shape_and_beats_chance() -> None:
+    cfg = load_config({"anchors": {"count": 100}, "eval": {"seeds": 2, "anchor_counts": [50, 100]}})
+    rep = evaluate(cfg, emb=synthetic())
+    for res in [rep, *rep["baselines"].values()]:
+        for d in ("t2i", "i2t"):
+            assert set(res[d]) == {"R@1", "R@5", "R@10", "MRR", "MedR"}
+    assert set(rep["baselines"]) == {"chance", "cosine", "asif", "procrustes", "ridge"}
+    assert rep["anchors"] == 100 and rep["gallery"] == 300 and rep["seeds"] == [0, 1]
+    assert rep["t2i"]["R@10"] > 3 * rep["baselines"]["chance"]["t2i"]["R@10"]
+    assert rep["baselines"]["chance"]["t2i"]["R@10"] < 0.1
+    assert set(rep["curve"]) == {"50", "100"}
+    assert "| relspace |" in format_table(rep)

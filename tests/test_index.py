@@ -1,0 +1,104 @@
+"""FAISS wrapper against exact search, manifests, and atomic directory writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.index import (
+    IndexMismatchError,
+    Manifest,
+    atomic_directory,
+    build_faiss,
+    read_faiss,
+    search_faiss,
+    write_faiss,
+)
+from pipeline.relative import l2_normalize
+
+RNG = np.random.default_rng(1)
+XB = l2_normalize(RNG.standard_normal((500, 32)))
+XQ = l2_normalize(RNG.standard_normal((20, 32)))
+
+
+def test_flat_equals_brute_force(tmp_path: Path) -> None:
+    index = build_faiss(XB, "Flat")
+    D, I = search_faiss(index, XQ, 5)
+    scores = XQ @ XB.T
+    np.testing.assert_array_equal(I, np.argsort(-scores, axis=1)[:, :5])
+    np.testing.assert_allclose(D, np.sort(scores, axis=1)[:, ::-1][:, :5], atol=1e-5)
+    write_faiss(index, tmp_path / "x.faiss")
+    D2, I2 = search_faiss(read_faiss(tmp_path / "x.faiss"), XQ, 5)
+    np.testing.assert_array_equal(I2, I)
+
+
+def test_trained_factory_recalls_exact_neighbours() -> None:
+    """An IVF index (nprobe = nlist) must find the exact top-1, allowing for ties."""
+    index = build_faiss(XB, "IVF8,Flat")
+    index.nprobe = 8
+    _, I = search_faiss(index, XQ, 1)
+    assert (I[:, 0] == np.argmax(XQ @ XB.T, axis=1)).mean() == 1.0
+
+
+def test_k_is_clipped_to_index_size() -> None:
+    D, I = search_faiss(build_faiss(XB[:3]), XQ, 10)
+    assert I.shape == (20, 3) and (I >= 0).all()
+
+
+def test_bad_factory_is_named() -> None:
+    with pytest.raises(ValueError, match="NotAnIndex"):
+        build_faiss(XB, "NotAnIndex")
+
+
+def _manifest() -> Manifest:
+    return Manifest(
+        encoders={"text": {"spec": "minilm", "dim": 384, "modality": "text", "version": "x"}},
+        anchors={"hash": "a" * 64, "count": 10, "spaces": ["text:en"]},
+        projector={},
+        faiss={"factory": "Flat"},
+        counts={},
+        package_version="0",
+    )
+
+
+def test_manifest_check_explains_mismatch() -> None:
+    m = _manifest()
+    m.check("text", spec="minilm", dim=384)
+    with pytest.raises(IndexMismatchError, match=r"built with 'minilm'.*'st:other'"):
+        m.check("text", spec="st:other")
+    with pytest.raises(IndexMismatchError, match="384.*12"):
+        m.check("text", dim=12)
+    with pytest.raises(IndexMismatchError, match="anchor set mismatch"):
+        m.check_anchors("b" * 64)
+
+
+def test_manifest_round_trip_and_format_version(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text(_manifest().to_json())
+    assert Manifest.read(tmp_path) == _manifest()
+    (tmp_path / "manifest.json").write_text(_manifest().to_json().replace('"format_version": 1', '"format_version": 99'))
+    with pytest.raises(IndexMismatchError, match="format version 99"):
+        Manifest.read(tmp_path)
+
+
+def test_atomic_directory_replaces_on_success(tmp_path: Path) -> None:
+    out = tmp_path / "idx"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with atomic_directory(out) as tmp:
+        (tmp / "new.txt").write_text("new")
+        assert (out / "old.txt").exists()  # readers still see the old index while the new one is written
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]  # no temporary leftovers
+
+
+def test_atomic_directory_keeps_old_on_failure(tmp_path: Path) -> None:
+    out = tmp_path / "idx"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_directory(out) as tmp:
+        (tmp / "half.txt").write_text("half")
+        raise RuntimeError("boom")
+    assert (out / "old.txt").read_text() == "old" and not (out / "half.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
