@@ -65,6 +65,12 @@ def select_anchors(
     return idx
 
 
+def selection_features(*spaces: np.ndarray) -> np.ndarray:
+    """Features for geometry-aware selectors: each modality's unit vectors side by side, so anchors cover
+    both spaces and neither dominates by its dimension or scale."""
+    return np.hstack([l2_normalize(x) for x in spaces])
+
+
 @register_selector("random")
 def _random(n: int, count: int, rng: np.random.Generator, features: np.ndarray | None) -> np.ndarray:
     return rng.choice(n, size=count, replace=False)

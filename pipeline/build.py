@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .anchors import AnchorSet, select_anchors
+from .anchors import AnchorSet, select_anchors, selection_features
 from .config import Config
 from .data import cache_dir, load_data
 from .embed import embed_dataset
@@ -36,11 +36,16 @@ def timed(stage: str) -> Iterator[None]:
     logger.info("%s took %.1f s", stage, time.perf_counter() - t0)
 
 
+def make_encoder(cfg: Config, modality: str, spec: str | None = None, device: str | None = None) -> Encoder:
+    """The configured encoder of ``modality`` (or ``spec`` instead), with the config's worker count."""
+    enc = create_encoder(spec or getattr(cfg, f"{modality}_encoder"), modality, device or cfg.device)
+    if cfg.num_workers is not None and hasattr(enc, "num_workers"):
+        enc.num_workers = cfg.num_workers
+    return enc
+
+
 def load_encoders(cfg: Config, device: str | None) -> dict[str, Encoder]:
-    encoders = {m: create_encoder(getattr(cfg, f"{m}_encoder"), m, device) for m in MODALITIES}
-    if cfg.num_workers is not None and hasattr(encoders["image"], "num_workers"):
-        encoders["image"].num_workers = cfg.num_workers
-    return encoders
+    return {m: make_encoder(cfg, m, device=device) for m in MODALITIES}
 
 
 def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[str, Encoder]:
@@ -73,8 +78,10 @@ def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[st
         }
     n = len(ds)
     lang_ranges = {lang: [i * n, (i + 1) * n] for i, lang in enumerate(languages)}
+    infos = {m: e.info.to_dict() for m, e in encoders.items()}
     manifest = Manifest(
-        encoders={m: e.info.to_dict() for m, e in encoders.items()},
+        encoders=infos,
+        stored_by=infos,
         anchors={"hash": anchors.hash, "count": len(anchors), "strategy": cfg.anchors.strategy,
                  "spaces": list(projectors)},
         projector=dict(vars(cfg.projector)),
@@ -113,15 +120,10 @@ def _anchors(
         a_text = {lang: encoders["text"].encode(anchors.captions[lang], batch_size=cfg.batch_size, ids=anchors.ids)
                   for lang in languages}
         return anchors, a_image, a_text
-    feats = np.hstack([_unit(x_image), _unit(x_text[languages[0]])])
     idx = select_anchors(len(ds), cfg.anchors.count, strategy=cfg.anchors.strategy, seed=cfg.anchors.seed,
-                         features=feats)
+                         features=selection_features(x_image, x_text[languages[0]]))
     anchors = AnchorSet.from_dataset(ds, idx, languages)
     return anchors, x_image[idx], {lang: x[idx] for lang, x in x_text.items()}
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _write_items(ds: Any, languages: list[str], out: Path) -> None:

@@ -106,6 +106,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reanchor(args: argparse.Namespace) -> int:
+    from . import Retriever
+
+    r = Retriever.load(args.index_dir, device=args.device)
+    for modality, spec in (("text", args.text_encoder), ("image", args.image_encoder)):
+        if spec:
+            r.swap_encoder(modality, spec)
+            print(f"re-anchored {modality}: now queried with {spec} ({r.manifest.anchors['count']} anchors "
+                  f"re-embedded; {r.manifest.counts[modality]} stored vectors unchanged)")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
@@ -155,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="index directory (default indexes/openmoji)")
     s.add_argument("--rebuild", action="store_true", help="rebuild even if a matching index exists")
     s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("reanchor", help="swap an index's text or image encoder by re-embedding the anchors only")
+    s.add_argument("index_dir")
+    s.add_argument("--text-encoder", default=None, help="new text encoder spec")
+    s.add_argument("--image-encoder", default=None, help="new image encoder spec")
+    s.set_defaults(fn=cmd_reanchor)
 
     s = sub.add_parser("serve", help="serve an index over HTTP with a search page")
     s.add_argument("index_dir")

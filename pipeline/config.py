@@ -63,6 +63,9 @@ class EvalConfig:
     anchor_counts: list[int] = field(default_factory=list)  # extra anchor counts for the R@10 curve
     plot_dir: str | None = None  # where PNG plots go; None writes none
     ks: list[int] = field(default_factory=lambda: [1, 5, 10])  # the K of R@K
+    swap_text_encoder: str | None = None  # re-anchor text to this encoder: queries use it, the gallery does not
+    swap_image_encoder: str | None = None  # likewise for images (image->text and image->image across encoders)
+    cross_space_k: int = 10  # k of the Jaccard@k between two spaces' neighbourhoods
 
 
 @dataclass

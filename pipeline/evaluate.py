@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from .anchors import select_anchors
+from .anchors import select_anchors, selection_features
 from .config import Config, load_config
 from .methods import fit_method
+from .relative import RelativeProjector, l2_normalize
 
 logger = logging.getLogger(__name__)
 
@@ -53,21 +54,65 @@ class Embeddings:
     ids: list[str]
 
 
-def load_embeddings(cfg: Config) -> Embeddings:
-    """Load the configured data and embed captions (primary language) and images, through the cache."""
+def load_embeddings(cfg: Config, text_encoder: str | None = None, image_encoder: str | None = None) -> Embeddings:
+    """Load the configured data and embed captions (primary language) and images, through the cache.
+
+    ``text_encoder``/``image_encoder`` replace the configured specs (the encoder-swap evaluation).
+    """
+    from .build import make_encoder
     from .data import cache_dir, load_data
     from .embed import embed_dataset
-    from .encoders import create_encoder
 
     ds = load_data(cfg.data)
     cache = cache_dir(cfg.data) / "embeddings"
-    vecs = {}
-    for modality, spec in (("text", cfg.text_encoder), ("image", cfg.image_encoder)):
-        enc = create_encoder(spec, modality, cfg.device)
-        if hasattr(enc, "num_workers") and cfg.num_workers is not None:
-            enc.num_workers = cfg.num_workers
-        vecs[modality] = embed_dataset(ds, enc, batch_size=cfg.batch_size, cache=cache)
+    specs = {"text": text_encoder, "image": image_encoder}
+    vecs = {m: embed_dataset(ds, make_encoder(cfg, m, specs[m]), batch_size=cfg.batch_size, cache=cache)
+            for m in ("text", "image")}
     return Embeddings(vecs["text"], vecs["image"], list(ds["id"]))
+
+
+def knn_sets(x: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k nearest other rows by cosine (self excluded)."""
+    x = l2_normalize(x)
+    s = x @ x.T
+    np.fill_diagonal(s, -np.inf)
+    return np.argpartition(-s, k, axis=1)[:, :k]
+
+
+def cross_space_measures(x1: np.ndarray, x2: np.ndarray, k: int = 10) -> dict[str, float | None]:
+    """How alike two spaces of the same items are (Moschella et al., Table 1).
+
+    Jaccard@k of each item's neighbourhoods, MRR (and R@1) of finding item i of space 2 with item i of
+    space 1, and the mean cosine of the pairs. Cross-space retrieval and cosine need equal dims; they
+    are None otherwise.
+    """
+    n1, n2 = knn_sets(x1, k), knn_sets(x2, k)
+    jac = np.mean([len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in zip(n1, n2)])
+    out: dict[str, float | None] = {f"Jaccard@{k}": round(float(jac), 4), "MRR": None, "R@1": None, "cosine": None}
+    if x1.shape[1] == x2.shape[1]:
+        a, b = l2_normalize(x1), l2_normalize(x2)
+        ranks = ranks_of_truth(a, b)
+        out.update(MRR=round(float(np.mean(1 / (ranks + 1))), 4), **{"R@1": round(float(np.mean(ranks == 0)), 4)},
+                   cosine=round(float(np.mean(np.einsum("ij,ij->i", a, b))), 4))
+    return out
+
+
+def cross_space(x1: np.ndarray, x2: np.ndarray, anchor_idx: np.ndarray, cfg: Config) -> dict[str, Any]:
+    """Cross-space measures on the non-anchor items, absolute and relative side by side."""
+    mask = np.ones(len(x1), dtype=bool)
+    mask[anchor_idx] = False
+    p1, p2 = RelativeProjector(cfg.projector).fit(x1[anchor_idx]), RelativeProjector(cfg.projector).fit(x2[anchor_idx])
+    k = cfg.eval.cross_space_k
+    return {
+        "absolute": cross_space_measures(x1[mask], x2[mask], k),
+        "relative": cross_space_measures(p1.transform(x1[mask]), p2.transform(x2[mask]), k),
+    }
+
+
+def anchor_split(emb: Embeddings, cfg: Config, count: int, seed: int) -> np.ndarray:
+    """Anchor indices for one seed; every other item is the gallery, so the split is always disjoint."""
+    feats = selection_features(emb.image, emb.text) if cfg.anchors.strategy != "random" else None
+    return select_anchors(len(emb.ids), count, strategy=cfg.anchors.strategy, seed=seed, features=feats)
 
 
 def evaluate_split(
@@ -116,16 +161,20 @@ def evaluate(config: str | Path | Config | None = None, emb: Embeddings | None =
     cfg = load_config(config)
     t0 = time.perf_counter()
     emb = emb or load_embeddings(cfg)
+    native, swapped = emb, None  # splits always come from the native embeddings: identical across a swap
+    if cfg.eval.swap_text_encoder or cfg.eval.swap_image_encoder:
+        swapped = load_embeddings(cfg, cfg.eval.swap_text_encoder, cfg.eval.swap_image_encoder)
+        emb = swapped
+        # A swap changes the query side only: the stored gallery keeps its vectors, so only the directions
+        # whose queries come from a swapped encoder are measured after the swap.
+        cfg.eval.directions = [d for d in cfg.eval.directions
+                               if getattr(cfg.eval, f"swap_{DIRECTIONS[d][0]}_encoder")]
     methods = ["relspace"] + [b for b in cfg.eval.baselines if b != "relspace"]
     seeds = [cfg.anchors.seed + s for s in range(cfg.eval.seeds)]
-    feats = np.hstack([_unit(emb.text), _unit(emb.image)])
 
-    def run(count: int) -> dict[str, dict[str, Any]]:
-        runs = []
-        for seed in seeds:
-            idx = select_anchors(len(emb.ids), count, strategy=cfg.anchors.strategy, seed=seed, features=feats)
-            runs.append(evaluate_split(emb, idx, methods, cfg, seed))
-        return _aggregate(runs)
+    def run(count: int, e: Embeddings = emb) -> dict[str, dict[str, Any]]:
+        return _aggregate([evaluate_split(e, anchor_split(native, cfg, count, seed), methods, cfg, seed)
+                           for seed in seeds])
 
     main = run(cfg.anchors.count)
     report: dict[str, Any] = {
@@ -138,7 +187,8 @@ def evaluate(config: str | Path | Config | None = None, emb: Embeddings | None =
         "gallery": len(emb.ids) - cfg.anchors.count,
         "items": len(emb.ids),
         "seeds": seeds,
-        "encoders": {"text": cfg.text_encoder, "image": cfg.image_encoder},
+        "encoders": {"text": cfg.eval.swap_text_encoder or cfg.text_encoder,
+                     "image": cfg.eval.swap_image_encoder or cfg.image_encoder},
         "data": cfg.data.source,
     }
     if cfg.eval.anchor_counts:
@@ -147,6 +197,18 @@ def evaluate(config: str | Path | Config | None = None, emb: Embeddings | None =
             res = main if count == cfg.anchors.count else run(count)
             curve[str(count)] = {m: {d: res[m][d]["R@10"] for d in cfg.eval.directions} for m in methods}
         report["curve"] = curve
+    if swapped is not None:
+        native_main = run(cfg.anchors.count, native)
+        report["native"] = {**native_main["relspace"],
+                            "baselines": {m: native_main[m] for m in methods if m != "relspace"}}
+        report["swap"] = {"text": cfg.eval.swap_text_encoder, "image": cfg.eval.swap_image_encoder,
+                          "native": {"text": cfg.text_encoder, "image": cfg.image_encoder}}
+        report["cross_space"] = {}
+        for m in ("text", "image"):
+            if getattr(cfg.eval, f"swap_{m}_encoder"):
+                runs = [cross_space(getattr(native, m), getattr(swapped, m),
+                                    anchor_split(native, cfg, cfg.anchors.count, seed), cfg) for seed in seeds]
+                report["cross_space"][m] = _mean_nested(runs)
     report["seconds"] = round(time.perf_counter() - t0, 2)
     if cfg.eval.plot_dir:
         from .plots import write_plots
@@ -155,8 +217,12 @@ def evaluate(config: str | Path | Config | None = None, emb: Embeddings | None =
     return report
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+def _mean_nested(runs: list[dict[str, dict[str, float | None]]]) -> dict[str, dict[str, float | None]]:
+    return {
+        space: {m: None if runs[0][space][m] is None else round(float(np.mean([r[space][m] for r in runs])), 4)
+                for m in runs[0][space]}
+        for space in runs[0]
+    }
 
 
 def format_table(report: dict[str, Any]) -> str:

@@ -80,13 +80,15 @@ def search_faiss(index: Any, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
 class Manifest:
     """What made an index, and what a query side must match to use it (``manifest.json``)."""
 
-    encoders: dict[str, dict[str, Any]]  # modality -> EncoderInfo dict (spec, dim, version)
+    encoders: dict[str, dict[str, Any]]  # modality -> EncoderInfo dict of the encoder that may query it
     anchors: dict[str, Any]  # {"hash": sha256 of the anchor set, "count": m}
     projector: dict[str, Any]  # ProjectorConfig options
     faiss: dict[str, Any]  # {"factory": ..., "metric": "inner_product"}
     counts: dict[str, int]  # vectors stored per modality
     package_version: str  # relspace version that wrote it
     config: dict[str, Any] = field(default_factory=dict)  # the full config that built it
+    stored_by: dict[str, dict[str, Any]] = field(default_factory=dict)  # modality -> encoder of the stored vectors
+    history: list[dict[str, Any]] = field(default_factory=list)  # re-anchoring events, oldest first
     format_version: int = FORMAT_VERSION  # bumped when the directory layout changes
 
     def to_json(self) -> str:
@@ -170,3 +172,18 @@ def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def link_tree(src: str | Path, dst: str | Path, skip: set[str] = frozenset()) -> None:
+    """Hard-link (or copy, across filesystems) every file of ``src`` into ``dst`` except ``skip``.
+
+    Index files are never modified in place, so sharing their inodes between the old and the new
+    directory is safe and costs no copy of the vectors.
+    """
+    for f in Path(src).iterdir():
+        if f.name in skip or not f.is_file():
+            continue
+        try:
+            os.link(f, Path(dst) / f.name)
+        except OSError:
+            shutil.copy2(f, Path(dst) / f.name)

@@ -12,12 +12,11 @@ import numpy as np
 from .anchors import AnchorSet
 from .config import Config, load_config
 from .encoders.base import MODALITIES, Encoder, create_encoder
-from .index import Manifest, read_faiss, search_faiss
+from .index import MANIFEST, Manifest, atomic_directory, link_tree, read_faiss, search_faiss
+from .layout import PROJECTORS, THUMBNAILS, index_file, items_file, text_space
 from .relative import RelativeProjector, load_projectors
 
 logger = logging.getLogger(__name__)
-
-from .layout import PROJECTORS, THUMBNAILS, index_file, items_file, text_space
 
 
 @dataclass
@@ -234,6 +233,51 @@ class Retriever:
             hits.append(Hit(item_id, float(score), modality, caption, lang, rec))
         return hits
 
+    # -- re-anchoring -----------------------------------------------------------------------------------
+
+    def swap_encoder(self, modality: str, encoder: str) -> Retriever:
+        """Replace the query encoder of ``modality`` by re-embedding the anchors alone.
+
+        The stored relative vectors stay as they are: a query embedded by the new encoder and projected
+        onto the same anchors (embedded by that encoder) lands in the same relative space. The cost is
+        one pass of the new encoder over the anchors, whatever the corpus size. The index directory is
+        updated atomically; unchanged files are hard-linked, not copied.
+
+        Args:
+            modality: ``"text"`` or ``"image"``.
+            encoder: the new encoder's spec.
+
+        Returns:
+            self, now querying with the new encoder.
+        """
+        from .layout import ANCHORS
+        from .relative import save_projectors
+
+        if modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+        anchors = AnchorSet.load(self.index_dir / ANCHORS)
+        self.manifest.check_anchors(anchors.hash)  # the anchor file must be the one the index was built on
+        enc = create_encoder(encoder, modality, self.device)
+        options = self.projectors["image"].options
+        if modality == "image":
+            new = {"image": RelativeProjector(options).fit(enc.encode(anchors.images, ids=anchors.ids))}
+        else:
+            new = {text_space(lang): RelativeProjector(options).fit(enc.encode(anchors.captions[lang], ids=anchors.ids))
+                   for lang in self.languages}
+        projectors = {**self.projectors, **new}
+        old = self.manifest.encoders[modality]
+        self.manifest.encoders[modality] = enc.info.to_dict()
+        self.manifest.history.append({"modality": modality, "from": old["spec"], "to": enc.spec,
+                                      "anchors": len(anchors)})
+        with atomic_directory(self.index_dir) as tmp:
+            link_tree(self.index_dir, tmp, skip={PROJECTORS, MANIFEST})
+            save_projectors(tmp / PROJECTORS, projectors)
+            (tmp / MANIFEST).write_text(self.manifest.to_json())
+        self.projectors = projectors
+        self._encoders[modality] = enc
+        logger.info("re-anchored %s: %s -> %s on %d anchors", modality, old["spec"], enc.spec, len(anchors))
+        return self
+
     # -- items ----------------------------------------------------------------------------------------
 
     def item(self, item_id: str) -> dict[str, Any] | None:
@@ -257,5 +301,6 @@ class Retriever:
 
     def __repr__(self) -> str:
         enc = {m: r["spec"] for m, r in self.manifest.encoders.items()}
-        return f"Retriever({str(self.index_dir)!r}, encoders={enc}, counts={ {m: self.indexes[m].ntotal for m in MODALITIES} })"
+        counts = {m: self.indexes[m].ntotal for m in MODALITIES}
+        return f"Retriever({str(self.index_dir)!r}, encoders={enc}, counts={counts})"
 

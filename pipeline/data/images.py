@@ -40,7 +40,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
         lo, hi = float(arr.min()), float(arr.max())
         # 16-bit and float images rarely use their full range; stretch what is used to 0..255.
         scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
-        img = Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+        img = Image.fromarray(scaled.round().astype(np.uint8))
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):

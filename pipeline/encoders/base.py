@@ -145,4 +145,4 @@ def _load_builtin() -> None:
     if _BUILTIN_LOADED:
         return
     _BUILTIN_LOADED = True
-    from . import aliases, openclip, st, timm_image  # noqa: F401
+    from . import aliases, onnx_text, openclip, st, timm_image  # noqa: F401

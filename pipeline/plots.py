@@ -1,0 +1,72 @@
+"""PNG plots for ``relspace eval``: R@10 against anchor count per method, and the rank histogram."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .evaluate import Embeddings
+
+logger = logging.getLogger(__name__)
+
+
+def write_plots(report: dict[str, Any], emb: Embeddings, cfg: Config, out: Path) -> list[str]:
+    """Write the plots the report supports; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if "curve" in report:
+        fig, axes = _panels(plt, len(cfg.eval.directions))
+        counts = sorted(report["curve"], key=int)
+        for ax, d in zip(axes[0], cfg.eval.directions):
+            for method in report["curve"][counts[0]]:
+                ax.plot([int(c) for c in counts], [report["curve"][c][method][d] for c in counts], marker="o",
+                        label=method, linewidth=2.5 if method == "relspace" else 1.2)
+            ax.set(title=f"{d}: R@10 vs anchors", xlabel="anchors", ylabel="R@10", ylim=(0, 1))
+            ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=8)
+        fig.tight_layout()
+        path = out / "r10_vs_anchors.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(str(path))
+
+    from .evaluate import DIRECTIONS, anchor_split, ranks_of_truth
+    from .methods import fit_method
+
+    idx = anchor_split(emb, cfg, cfg.anchors.count, cfg.anchors.seed)
+    mask = np.ones(len(emb.ids), bool)
+    mask[idx] = False
+    fig, axes = _panels(plt, len(cfg.eval.directions))
+    for ax, d in zip(axes[0], cfg.eval.directions):
+        q, g = DIRECTIONS[d]
+        for method in ["relspace", *[b for b in cfg.eval.baselines if b in ("cosine", "asif", "procrustes")]]:
+            space = fit_method(method, emb.text[idx], emb.image[idx], cfg.projector, cfg.anchors.seed)
+            mapped = {"text": space.text(emb.text[mask]), "image": space.image(emb.image[mask])}
+            ranks = ranks_of_truth(mapped[q], mapped[g]) + 1
+            ax.hist(ranks, bins=np.logspace(0, np.log10(mask.sum()), 30), histtype="step", label=method, linewidth=1.5)
+        ax.set(xscale="log", title=f"{d}: rank of the true match (seed {cfg.anchors.seed})", xlabel="rank",
+               ylabel="queries")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "rank_histogram.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(str(path))
+    logger.info("wrote plots %s", ", ".join(written))
+    return written
+
+
+def _panels(plt: Any, n: int) -> tuple[Any, Any]:
+    """One panel per direction, side by side."""
+    return plt.subplots(1, n, figsize=(5.5 * n, 4), squeeze=False)

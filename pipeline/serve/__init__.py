@@ -1,0 +1,86 @@
+"""HTTP service for a relspace index: a JSON search API and a search page (``relspace serve``).
+
+Only this subpackage imports fastapi and uvicorn, so ``import pipeline`` stays light.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .limits import Limits
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from pipeline.retriever import Retriever
+
+__all__ = ["Limits", "create_app", "serve"]
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(retriever: Retriever, *, limits: Limits | None = None) -> FastAPI:
+    """Build the FastAPI app around a loaded Retriever (see :func:`pipeline.serve.app.create_app`).
+
+    Args:
+        retriever: the loaded index, shared by all requests.
+        limits: request bounds; default :class:`Limits()`.
+
+    Returns:
+        The app, ready for uvicorn or ``fastapi.testclient.TestClient``.
+    """
+    from .app import create_app as _create_app
+
+    return _create_app(retriever, limits=limits)
+
+
+def serve(
+    index_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    device: str | None = None,
+    *,
+    limits: Limits | None = None,
+    max_connections: int = 64,
+    warm: bool = True,
+) -> None:
+    """Load an index once and serve it with uvicorn until interrupted.
+
+    One process holds one Retriever: run a single worker (the models are not shared across processes)
+    and scale with more processes behind a proxy if needed.
+
+    Args:
+        index_dir: a directory written by ``relspace build``.
+        host: interface to bind; the default serves this machine only.
+        port: TCP port.
+        device: torch device for the query encoders.
+        limits: request bounds; default :class:`Limits()`.
+        max_connections: concurrent connections before uvicorn answers 503, so a burst queues boundedly.
+        warm: load both encoders and run one query of each kind before accepting requests.
+    """
+    import uvicorn
+
+    from pipeline import Retriever
+
+    from .app import warm_up
+
+    retriever = Retriever.load(index_dir, device=device)
+    if warm:
+        warm_up(retriever)
+    app = create_app(retriever, limits=limits)
+    if not _is_loopback(host):
+        logger.warning("serving on %s: anyone who can reach this address can query the index (no auth)", host)
+    logger.info("serving %s on http://%s:%d (docs at /docs)", index_dir, host, port)
+    uvicorn.run(app, host=host, port=port, workers=1, limit_concurrency=max_connections, timeout_keep_alive=5)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

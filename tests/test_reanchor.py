@@ -1,0 +1,65 @@
+"""Encoder swapping: only anchors are re-embedded, stored vectors stay, the update is atomic and checked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline import Retriever
+from pipeline.cli import main
+from pipeline.index import IndexMismatchError
+
+
+@pytest.fixture()
+def index_copy(small_index: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "idx"
+    shutil.copytree(small_index, out)
+    return out
+
+
+def test_swap_text_encoder_keeps_stored_vectors(index_copy: Path) -> None:
+    image_inode = (index_copy / "image.faiss").stat().st_ino
+    r = Retriever.load(index_copy)
+    before = r.indexes["text"].reconstruct(0)
+    r.swap_encoder("text", "minilm-l3")
+    m = json.loads((index_copy / "manifest.json").read_text())
+    assert m["encoders"]["text"]["spec"] == "minilm-l3" and m["stored_by"]["text"]["spec"] == "minilm"
+    assert m["history"][-1] == {"modality": "text", "from": "minilm", "to": "minilm-l3", "anchors": 80}
+    # the FAISS files were linked, not rewritten: re-anchoring never touches the corpus vectors
+    assert (index_copy / "image.faiss").stat().st_ino == image_inode
+    again = Retriever.load(index_copy)
+    assert (again.indexes["text"].reconstruct(0) == before).all()
+    hits = again.search(text="a red heart", k=5)
+    assert len(hits) == 5 and all(h.modality == "image" for h in hits)
+    assert again.encoder("text").spec == "minilm-l3"
+    with pytest.raises(IndexMismatchError, match="minilm-l3"):
+        Retriever.load(index_copy, text_encoder="minilm")
+
+
+def test_swap_refuses_tampered_anchors(index_copy: Path) -> None:
+    from pipeline.anchors import AnchorSet
+
+    a = AnchorSet.load(index_copy / "anchors.parquet")
+    a.captions["en"][0] = a.captions["en"][0] + " (edited)"
+    a.save(index_copy / "anchors.parquet")
+    manifest = (index_copy / "manifest.json").read_text()
+    with pytest.raises(IndexMismatchError, match="anchor set mismatch"):
+        Retriever.load(index_copy).swap_encoder("text", "minilm-l3")
+    assert (index_copy / "manifest.json").read_text() == manifest
+
+
+def test_failed_swap_changes_nothing(index_copy: Path) -> None:
+    files = {p.name: p.read_bytes() for p in index_copy.iterdir()}
+    with pytest.raises(ValueError, match="unknown encoder"):
+        Retriever.load(index_copy).swap_encoder("text", "nope:model")
+    assert {p.name: p.read_bytes() for p in index_copy.iterdir()} == files
+
+
+def test_reanchor_cli(index_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", "reanchor", str(index_copy), "--text-encoder", "minilm-l3"]) == 0
+    assert "re-anchored text" in capsys.readouterr().out
+    assert main(["-q", "search", str(index_copy), "--text", "a dog", "-k", "3", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3

@@ -1,0 +1,107 @@
+"""End to end on a small OpenMoji sample: build -> save -> load -> search, in every direction."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pipeline
+from pipeline import Hit, Retriever
+from pipeline.anchors import AnchorSet
+from pipeline.config import ProjectorConfig
+from pipeline.index import IndexMismatchError
+
+from .conftest import SMALL_ANCHORS, SMALL_ITEMS
+
+
+def test_index_directory_contents(small_index: Path) -> None:
+    names = {p.name for p in small_index.iterdir()}
+    assert {"manifest.json", "image.faiss", "text.faiss", "projector.safetensors", "anchors.parquet",
+            "image_items.parquet", "text_items.parquet", "thumbnails.parquet", "config.yaml"} <= names
+    m = json.loads((small_index / "manifest.json").read_text())
+    assert m["encoders"]["text"]["spec"] == "minilm" and m["encoders"]["text"]["dim"] == 384
+    assert m["encoders"]["image"]["spec"] == "efficientnet-lite0" and m["encoders"]["image"]["dim"] == 1280
+    assert m["anchors"]["count"] == SMALL_ANCHORS and len(m["anchors"]["hash"]) == 64
+    assert m["faiss"]["factory"] == "Flat" and m["counts"]["image"] == SMALL_ITEMS
+    assert m["counts"]["text"] == 2 * SMALL_ITEMS  # en + es captions
+    assert m["package_version"] == pipeline.__version__ and set(m["projector"]) == set(vars(ProjectorConfig()))
+    assert AnchorSet.load(small_index / "anchors.parquet").hash == m["anchors"]["hash"]
+
+
+def test_text_to_image(small_retriever: Retriever) -> None:
+    hits = small_retriever.search(text="a smiling face", k=7)
+    assert len(hits) == 7 and all(isinstance(h, Hit) and h.modality == "image" for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert hits[0]["id"] == hits[0].id and "char" in hits[0].metadata
+
+
+def test_image_to_text_finds_own_caption_near_top(small_retriever: Retriever) -> None:
+    """An anchor's own image must retrieve its own caption first: both rows are exact anchor vectors."""
+    anchors = AnchorSet.load(small_retriever.index_dir / "anchors.parquet")
+    found = 0
+    for item_id, png in list(zip(anchors.ids, anchors.images))[:10]:
+        hits = small_retriever.search(image=png, k=5, result_lang="en")
+        assert all(h.modality == "text" and h.lang == "en" for h in hits)
+        found += item_id in [h.id for h in hits]
+    assert found >= 5
+
+
+def test_same_modality_search(small_retriever: Retriever) -> None:
+    item_id = small_retriever.items["image"].column("id")[3].as_py()
+    png = small_retriever.thumbnail(item_id)
+    assert small_retriever.search(image=png, k=1, target="image")[0].id == item_id
+    caption = small_retriever.item(item_id)["caption"]
+    assert small_retriever.search(text=caption, k=1, target="text")[0].caption == caption
+
+
+def test_language_of_query_and_results(small_retriever: Retriever) -> None:
+    assert small_retriever.languages == ["en", "es"]
+    es = small_retriever.search(text="cara sonriente", lang="es", k=3)
+    assert len(es) == 3
+    hits = small_retriever.search(text="a smiling face", k=5, target="text", result_lang="es")
+    assert {h.lang for h in hits} == {"es"}
+    with pytest.raises(ValueError, match="no anchor captions in language 'fr'"):
+        small_retriever.search(text="visage", lang="fr")
+
+
+def test_search_validates_arguments(small_retriever: Retriever) -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        small_retriever.search(k=3)
+    with pytest.raises(ValueError, match="k must be"):
+        small_retriever.search(text="x", k=0)
+    with pytest.raises(ValueError, match="non-empty"):
+        small_retriever.search(text="   ")
+
+
+def test_stored_vectors_equal_fresh_projection(small_retriever: Retriever) -> None:
+    """What the index stores is exactly what a query embeds to: no drift between build and query paths."""
+    item = small_retriever.items["image"].slice(0, 1).to_pylist()[0]
+    q = small_retriever.embed(text=item["caption"])
+    stored = small_retriever.indexes["text"].reconstruct(0)
+    np.testing.assert_allclose(q[0], stored, atol=1e-4)
+
+
+def test_load_refuses_other_encoders_and_anchors(small_index: Path, tmp_path: Path) -> None:
+    with pytest.raises(IndexMismatchError, match="built with 'minilm'"):
+        Retriever.load(small_index, text_encoder="st:sentence-transformers/all-mpnet-base-v2")
+    with pytest.raises(IndexMismatchError, match="efficientnet-lite0"):
+        Retriever.load(small_index, image_encoder="efficientnet-lite1")
+    other = AnchorSet(["x", "y"], [b"a", b"b"], {"en": ["p", "q"]})
+    other.save(tmp_path / "a.parquet")
+    with pytest.raises(IndexMismatchError, match="anchor set mismatch"):
+        Retriever.load(small_index, anchors=tmp_path / "a.parquet")
+    Retriever.load(small_index, text_encoder="minilm", anchors=small_index / "anchors.parquet")
+
+
+def test_load_refuses_inconsistent_directory(small_index: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(small_index, broken)
+    (broken / "image.faiss").unlink()
+    with pytest.raises(FileNotFoundError, match="image.faiss"):
+        Retriever.load(broken)
+    with pytest.raises(FileNotFoundError, match="not a relspace index"):
+        Retriever.load(tmp_path)
