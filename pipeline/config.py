@@ -41,9 +41,10 @@ class AnchorConfig:
 @dataclass
 class ProjectorConfig:
     center: bool = True  # subtract the anchors' mean embedding before the cosine (Moschella et al. §3)
-    topk: int | None = 32  # keep the k largest similarities per vector and zero the rest (ASIF); None keeps all
-    power: float = 1.0  # signed exponent on the kept similarities; >1 sharpens, as ASIF's p
-    column_norm: bool = True  # standardise each anchor's similarity column with statistics of the anchors
+    column_norm: bool = False  # standardise each anchor's similarity column with statistics of the anchors
+    topk: int | None = None  # keep the k largest similarities per vector and zero the rest (ASIF); None keeps all
+    power: float = 2.0  # signed exponent on the kept similarities; >1 sharpens, as ASIF's p
+    ridge: float | None = 1.0  # code items by anchor weights (K + ridge*I)^-1 k: undoes correlated anchors; None: off
 
 
 @dataclass
@@ -66,6 +67,7 @@ class EvalConfig:
     swap_text_encoder: str | None = None  # re-anchor text to this encoder: queries use it, the gallery does not
     swap_image_encoder: str | None = None  # likewise for images (image->text and image->image across encoders)
     cross_space_k: int = 10  # k of the Jaccard@k between two spaces' neighbourhoods
+    languages: list[str] = field(default_factory=list)  # per-language t2i table; each must be in data.languages
 
 
 @dataclass

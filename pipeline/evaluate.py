@@ -71,6 +71,38 @@ def load_embeddings(cfg: Config, text_encoder: str | None = None, image_encoder:
     return Embeddings(vecs["text"], vecs["image"], list(ds["id"]))
 
 
+def language_table(cfg: Config, native: Embeddings, seeds: list[int]) -> dict[str, dict[str, dict[str, float]]]:
+    """Text->image per query language: through that language's anchor captions ("translated") and,
+    as the baseline, through the English anchor captions ("english_anchors")."""
+    from .build import make_encoder
+    from .data import cache_dir, load_data
+    from .embed import embed_dataset
+
+    missing = [lang for lang in cfg.eval.languages if lang not in cfg.data.languages]
+    if missing:
+        raise ValueError(f"eval.languages {missing} are not in data.languages {cfg.data.languages}")
+    ds = load_data(cfg.data)
+    enc = make_encoder(cfg, "text")
+    cache = cache_dir(cfg.data) / "embeddings"
+    primary = native.text
+    ks = [k for k in (1, 10) if k in cfg.eval.ks] or cfg.eval.ks[:1]
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for lang in cfg.eval.languages:
+        x = embed_dataset(ds, enc, lang=lang, batch_size=cfg.batch_size, cache=cache)
+        runs: dict[str, list[dict[str, float]]] = {"translated": [], "english_anchors": []}
+        for seed in seeds:
+            idx = anchor_split(native, cfg, cfg.anchors.count, seed)
+            mask = np.ones(len(x), dtype=bool)
+            mask[idx] = False
+            gallery = RelativeProjector(cfg.projector).fit(native.image[idx]).transform(native.image[mask])
+            for name, anchors in (("translated", x[idx]), ("english_anchors", primary[idx])):
+                q = RelativeProjector(cfg.projector).fit(anchors).transform(x[mask])
+                runs[name].append(retrieval_metrics(ranks_of_truth(q, gallery), ks))
+        table[lang] = {name: {m: round(float(np.mean([r[m] for r in rs])), 4) for m in rs[0]}
+                       for name, rs in runs.items()}
+    return table
+
+
 def knn_sets(x: np.ndarray, k: int) -> np.ndarray:
     """Each row's k nearest other rows by cosine (self excluded)."""
     x = l2_normalize(x)
@@ -209,6 +241,8 @@ def evaluate(config: str | Path | Config | None = None, emb: Embeddings | None =
                 runs = [cross_space(getattr(native, m), getattr(swapped, m),
                                     anchor_split(native, cfg, cfg.anchors.count, seed), cfg) for seed in seeds]
                 report["cross_space"][m] = _mean_nested(runs)
+    if cfg.eval.languages:
+        report["languages"] = language_table(cfg, native, seeds)
     report["seconds"] = round(time.perf_counter() - t0, 2)
     if cfg.eval.plot_dir:
         from .plots import write_plots

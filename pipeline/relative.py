@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +42,10 @@ class RelativeProjector:
     """Fit on one modality's anchor embeddings; transform absolute vectors into the relative space.
 
     The relative vector is r(x) = [cos(x - mu, a_j - mu)]_j, optionally standardised per anchor,
-    sparsified to its top-k entries, raised to a signed power, and L2-normalised so that inner
-    product search is cosine search.
+    sparsified to its top-k entries, and raised to a signed power. With ``ridge`` set, it is then
+    coded by the anchor weights w = (K + ridge I)^-1 r that rebuild it, K being the same kernel
+    among the anchors: many near-duplicate anchors otherwise dominate every similarity profile. It
+    is L2-normalised last, so that inner product search is cosine search.
     """
 
     def __init__(self, options: ProjectorConfig | None = None):
@@ -54,6 +54,7 @@ class RelativeProjector:
         self.mean: np.ndarray | None = None  # (d,) anchor mean (zeros when centring is off)
         self.col_mean: np.ndarray | None = None  # (m,) per-anchor similarity mean over the anchors
         self.col_std: np.ndarray | None = None  # (m,) per-anchor similarity std over the anchors
+        self.coder: np.ndarray | None = None  # (m, m) (K + ridge I)^-1, when ridge coding is on
 
     @property
     def num_anchors(self) -> int:
@@ -77,6 +78,14 @@ class RelativeProjector:
         np.fill_diagonal(sims, np.nan)  # an anchor's similarity to itself says nothing of the column's spread
         self.col_mean = np.nanmean(sims, axis=0).astype(np.float32)
         self.col_std = np.maximum(np.nanstd(sims, axis=0), 1e-6).astype(np.float32)
+        self.coder = None
+        if self.options.ridge is not None:
+            # K: the anchors seen through the same steps as any item, so that k and K are one kernel.
+            kernel = self._kernel(self.anchors @ self.anchors.T).astype(np.float64)
+            kernel = (kernel + kernel.T) / 2  # top-k can break symmetry; the kernel must not
+            lam = self.options.ridge * float(np.mean(np.diag(kernel)))
+            coder = np.linalg.inv(kernel + lam * np.eye(len(kernel)))
+            self.coder = ((coder + coder.T) / 2).astype(np.float32)
         return self
 
     def cosine(self, x: np.ndarray) -> np.ndarray:
@@ -94,14 +103,19 @@ class RelativeProjector:
         return out
 
     def _transform_chunk(self, x: np.ndarray) -> np.ndarray:
-        s = self.cosine(x)
+        s = self._kernel(self.cosine(x))
+        if self.coder is not None:
+            s = s @ self.coder
+        return l2_normalize(s)
+
+    def _kernel(self, s: np.ndarray) -> np.ndarray:
+        """Per-entry steps on raw cosines: column standardisation, top-k, signed power."""
         o = self.options
         if o.column_norm:
             s = (s - self.col_mean) / self.col_std
         if o.topk:
             s = topk_sparsify(s, o.topk)
-        s = signed_power(s, o.power)
-        return l2_normalize(s)
+        return signed_power(s, o.power)
 
     def _check_fitted(self, x: np.ndarray) -> None:
         if self.anchors is None:
@@ -113,12 +127,15 @@ class RelativeProjector:
 
     def state(self, prefix: str) -> dict[str, np.ndarray]:
         assert self.anchors is not None, "projector is not fitted"
-        return {
+        state = {
             f"{prefix}.anchors": self.anchors,
             f"{prefix}.mean": self.mean,
             f"{prefix}.col_mean": self.col_mean,
             f"{prefix}.col_std": self.col_std,
         }
+        if self.coder is not None:
+            state[f"{prefix}.coder"] = self.coder
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, np.ndarray], prefix: str, options: ProjectorConfig) -> RelativeProjector:
@@ -126,6 +143,7 @@ class RelativeProjector:
         try:
             p.anchors, p.mean = state[f"{prefix}.anchors"], state[f"{prefix}.mean"]
             p.col_mean, p.col_std = state[f"{prefix}.col_mean"], state[f"{prefix}.col_std"]
+            p.coder = state[f"{prefix}.coder"] if options.ridge is not None else None
         except KeyError as e:
             raise ValueError(f"projector file has no tensor {e.args[0]!r}") from None
         return p
@@ -148,9 +166,3 @@ def load_projectors(path: str | Path, names: list[str], options: ProjectorConfig
     state = load_file(str(path))
     return {n: RelativeProjector.from_state(state, n, options) for n in names}
 
-
-def options_dict(options: ProjectorConfig) -> dict[str, object]:
-    return asdict(options)
-
-
-Transform = Callable[[np.ndarray], np.ndarray]

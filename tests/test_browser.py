@@ -45,10 +45,15 @@ def _require_browser() -> None:
         pytest.skip(reason)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _browser_available() -> None:
+    """Checked before any other fixture, so a machine without chromium skips without building the index."""
+    _require_browser()
+
+
 @pytest.fixture(scope="module")
 def live_server(small_index: Path) -> Iterator[str]:
     """``relspace serve`` in a background thread: the small index loaded from disk, uvicorn on a free port."""
-    _require_browser()
     import uvicorn
 
     from pipeline import Retriever
@@ -162,7 +167,8 @@ def test_search_page_end_to_end(live_server: str, small_retriever, tmp_path: Pat
             )
 
             # Image -> images by drag and drop onto the drop zone.
-            page.locator("#mode-i2i").check()
+            page.locator("label[for=mode-i2i]").click()
+            expect(page.locator("#mode-i2i")).to_be_checked()
             data = page.evaluate_handle(
                 """b64 => {
                     const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
@@ -185,7 +191,7 @@ def test_search_page_end_to_end(live_server: str, small_retriever, tmp_path: Pat
             assert problems == [], problems
 
             # A server error is shown, not swallowed: an over-long query (the browser logs the 422).
-            page.locator("#mode-t2i").check()
+            page.locator("label[for=mode-t2i]").click()
             page.locator("#q").evaluate("(el, n) => { el.removeAttribute('maxlength'); el.value = 'a'.repeat(n); }", 1001)
             page.locator("#q").press("Enter")
             expect(page.locator("#error")).to_contain_text("limit is 1000")

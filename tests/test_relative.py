@@ -14,10 +14,12 @@ RNG = np.random.default_rng(0)
 ANCHORS = RNG.standard_normal((40, 16)).astype(np.float32)
 X = RNG.standard_normal((25, 16)).astype(np.float32)
 OPTIONS = [
-    ProjectorConfig(center=False, topk=None, power=1.0, column_norm=False),
-    ProjectorConfig(center=True, topk=None, power=1.0, column_norm=False),
-    ProjectorConfig(center=True, topk=8, power=3.0, column_norm=False),
-    ProjectorConfig(center=True, topk=8, power=1.0, column_norm=True),
+    ProjectorConfig(center=False, topk=None, power=1.0, column_norm=False, ridge=None),
+    ProjectorConfig(center=True, topk=None, power=1.0, column_norm=False, ridge=None),
+    ProjectorConfig(center=True, topk=8, power=3.0, column_norm=False, ridge=None),
+    ProjectorConfig(center=True, topk=8, power=1.0, column_norm=True, ridge=None),
+    ProjectorConfig(),  # the default: centred, signed square, ridge coding
+    ProjectorConfig(center=True, topk=8, power=2.0, column_norm=True, ridge=0.5),
 ]
 
 
@@ -28,16 +30,25 @@ def brute_force(x: np.ndarray, a: np.ndarray, o: ProjectorConfig) -> np.ndarray:
     sims = np.array([[np.dot(ai, aj) for aj in ac] for ai in ac])
     np.fill_diagonal(sims, np.nan)
     cm, cs = np.nanmean(sims, 0), np.maximum(np.nanstd(sims, 0), 1e-6)
-    out = []
-    for xi in x:
-        xc = (xi - mu) / np.linalg.norm(xi - mu)
-        r = np.array([np.dot(xc, aj) for aj in ac])
+
+    def kernel(r: np.ndarray) -> np.ndarray:
         if o.column_norm:
             r = (r - cm) / cs
         if o.topk:
             thresh = np.sort(r)[-o.topk]
             r = np.where(r >= thresh, r, 0.0)
-        r = np.sign(r) * np.abs(r) ** o.power
+        return np.sign(r) * np.abs(r) ** o.power
+
+    if o.ridge is not None:
+        big_k = np.array([kernel(np.array([np.dot(ai, aj) for aj in ac])) for ai in ac])
+        big_k = (big_k + big_k.T) / 2
+        lam = o.ridge * np.mean(np.diag(big_k))
+    out = []
+    for xi in x:
+        xc = (xi - mu) / np.linalg.norm(xi - mu)
+        r = kernel(np.array([np.dot(xc, aj) for aj in ac]))
+        if o.ridge is not None:
+            r = np.linalg.solve(big_k + lam * np.eye(len(ac)), r)  # w = (K + lam I)^-1 k
         out.append(r / np.linalg.norm(r))
     return np.array(out)
 
@@ -59,8 +70,8 @@ def test_invariant_to_rotation_and_scale(o: ProjectorConfig) -> None:
 
 def test_translation_invariant_only_when_centred() -> None:
     shift = RNG.standard_normal(16).astype(np.float32) * 3
-    centred = ProjectorConfig(center=True, topk=None, column_norm=False)
-    plain = ProjectorConfig(center=False, topk=None, column_norm=False)
+    centred = ProjectorConfig(center=True, topk=None, column_norm=False, ridge=None)
+    plain = ProjectorConfig(center=False, topk=None, column_norm=False, ridge=None)
     a = RelativeProjector(centred).fit(ANCHORS).transform(X)
     b = RelativeProjector(centred).fit(ANCHORS + shift).transform(X + shift)
     np.testing.assert_allclose(a, b, atol=1e-5)
@@ -70,7 +81,7 @@ def test_translation_invariant_only_when_centred() -> None:
 
 
 def test_outputs_are_unit_norm_and_sparse() -> None:
-    r = RelativeProjector(ProjectorConfig(topk=5)).fit(ANCHORS).transform(X)
+    r = RelativeProjector(ProjectorConfig(topk=5, ridge=None)).fit(ANCHORS).transform(X)
     np.testing.assert_allclose(np.linalg.norm(r, axis=1), 1.0, atol=1e-5)
     assert ((r != 0).sum(axis=1) <= 5).all()
 

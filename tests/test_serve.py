@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import struct
 import subprocess
 import sys
@@ -288,6 +289,7 @@ def test_bad_fields_are_422(client, png):
     for payload, detail in cases:
         _assert_error(client.post("/search", json=payload), 422, "invalid_request", detail)
     _assert_error(client.post("/search", json=["cat"]), 422, "invalid_request", "object")
+    _assert_error(client.post("/search", json={"image": "aGk="}), 422, "invalid_request", "multipart")
     files = {"image": ("q.png", png, "image/png")}
     _assert_error(client.post("/search", files=files, data={"lang": "en"}), 422, detail_has="lang")
     _assert_error(client.post("/search", files=files, data={"text": "cat"}), 422, detail_has="not both")
@@ -394,3 +396,34 @@ def test_parallel_requests_match_serial(client, small_retriever, png):
     for s, p in zip(serial, parallel):
         assert [i for i, _ in s] == [i for i, _ in p]
         assert [x for _, x in s] == pytest.approx([x for _, x in p], abs=1e-5)
+
+
+# -- the CLI entry point --------------------------------------------------------------------------------
+
+
+def test_cli_serve_loads_warms_and_runs_uvicorn(small_index, monkeypatch):
+    """``relspace serve`` reaches uvicorn with a working app; uvicorn.run is replaced so nothing listens."""
+    import uvicorn
+
+    from pipeline.cli import main
+
+    seen: dict[str, Any] = {}
+
+    def fake_run(app, **kwargs: Any) -> None:
+        seen.update(kwargs)
+        with TestClient(app) as c:
+            seen["health"] = c.get("/health").json()
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    # main() configures logging as a CLI should; put every logger's level back for the tests that follow.
+    loggers = [logging.getLogger(), *(v for v in logging.root.manager.loggerDict.values() if isinstance(v, logging.Logger))]
+    levels, root_handlers = [(lg, lg.level) for lg in loggers], list(logging.getLogger().handlers)
+    try:
+        assert main(["-q", "serve", str(small_index), "--port", "8123"]) == 0
+    finally:
+        for lg, level in levels:
+            lg.setLevel(level)
+        logging.getLogger().handlers[:] = root_handlers
+    assert seen["host"] == "127.0.0.1" and seen["port"] == 8123 and seen["workers"] == 1
+    assert seen["log_level"] == "warning"  # -q quiets the access log too
+    assert seen["health"]["status"] == "ok"

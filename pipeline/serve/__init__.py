@@ -46,6 +46,7 @@ def serve(
     limits: Limits | None = None,
     max_connections: int = 64,
     warm: bool = True,
+    log_level: str | None = None,
 ) -> None:
     """Load an index once and serve it with uvicorn until interrupted.
 
@@ -60,6 +61,8 @@ def serve(
         limits: request bounds; default :class:`Limits()`.
         max_connections: concurrent connections before uvicorn answers 503, so a burst queues boundedly.
         warm: load both encoders and run one query of each kind before accepting requests.
+        log_level: uvicorn's log level (access lines show at "info"); default follows the ``pipeline``
+            logger, so ``relspace -q serve`` is quiet.
     """
     import uvicorn
 
@@ -74,7 +77,18 @@ def serve(
     if not _is_loopback(host):
         logger.warning("serving on %s: anyone who can reach this address can query the index (no auth)", host)
     logger.info("serving %s on http://%s:%d (docs at /docs)", index_dir, host, port)
-    uvicorn.run(app, host=host, port=port, workers=1, limit_concurrency=max_connections, timeout_keep_alive=5)
+    if log_level is None:
+        level = logging.getLogger("pipeline").getEffectiveLevel()
+        log_level = "debug" if level <= logging.DEBUG else "info" if level <= logging.INFO else "warning"
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        workers=1,
+        limit_concurrency=max_connections,
+        timeout_keep_alive=5,
+        log_level=log_level,
+    )
 
 
 def _is_loopback(host: str) -> bool:

@@ -430,6 +430,8 @@ def create_app(retriever: Retriever, *, limits: Limits | None = None) -> FastAPI
                 raise ApiError(400, f"request body is not valid JSON: {e}") from e
             if not isinstance(body, dict):
                 raise ApiError(422, "the JSON body must be an object such as {\"text\": \"a red apple\", \"k\": 10}")
+            if "image" in body:
+                raise ApiError(422, "send an image as multipart/form-data with a file field 'image', not in JSON")
             return body, None
         if ctype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
             raise ApiError(
