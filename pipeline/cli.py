@@ -71,6 +71,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .evaluate import format_rows, sweep
+
+    grid: dict[str, list[Any]] = {}
+    for item in args.grid:
+        key, sep, values = item.partition("=")
+        if not sep or not values:
+            raise ValueError(f"--grid takes key=v1,v2,..., got {item!r}")
+        grid[key] = [yaml.safe_load(v) for v in values.split(",")]
+    rows = sweep(args.config, grid, baselines=args.baselines)
+    print(json.dumps(rows, indent=2) if args.json else format_rows(rows))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import Retriever
     from .config import load_config
@@ -161,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plots", default=None, help="directory for PNG plots")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("sweep", help="evaluate a grid of config overrides on the same splits")
+    s.add_argument("config", nargs="?", default=None, help="YAML config (default: the embedded OpenMoji setup)")
+    s.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a dotted config key and its values, e.g. projector.power=1,2,4 (repeatable)")
+    s.add_argument("--baselines", action="store_true", help="also run the configured baselines for each row")
+    s.add_argument("--json", action="store_true", help="print JSON rows")
+    s.set_defaults(fn=cmd_sweep)
 
     s = sub.add_parser("demo", help="build (once) and query the offline OpenMoji demo index")
     s.add_argument("--config", default=None, help="YAML config (default: the embedded OpenMoji demo)")

@@ -251,6 +251,49 @@ def evaluate(config: str | Path | Config | None = None, emb: Embeddings | None =
     return report
 
 
+def sweep(
+    config: str | Path | Config | None, grid: dict[str, list[Any]], baselines: bool = False
+) -> list[dict[str, Any]]:
+    """Evaluate every combination of ``grid`` (dotted config key -> values) on the same seeded splits.
+
+    Embeddings are computed once per encoder pair and reused, so a projector or anchor grid costs
+    only the projections.
+
+    Returns:
+        One row per combination: the overrides, then the relspace figures (and the baselines' if asked).
+    """
+    import itertools
+
+    base = load_config(config)
+    keys = list(grid)
+    cache: dict[tuple[str, str], Embeddings] = {}
+    rows = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        cfg = load_config(base, **dict(zip(keys, values)))
+        if not baselines:
+            cfg.eval.baselines = []
+        pair = (cfg.text_encoder, cfg.image_encoder)
+        if pair not in cache:
+            cache[pair] = load_embeddings(cfg)
+        rep = evaluate(cfg, emb=cache[pair])
+        row: dict[str, Any] = dict(zip(keys, values))
+        for name, res in [("relspace", rep), *rep["baselines"].items()]:
+            for d in cfg.eval.directions:
+                row.update({f"{name} {d} {m}": res[d][m] for m in ("R@1", "R@10")})
+        rows.append(row)
+        logger.info("sweep %s", row)
+    return rows
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    """A markdown table of sweep rows."""
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r[c]) if isinstance(r[c], float) else str(r[c]) for c in cols) + " |"
+              for r in rows]
+    return "\n".join(lines)
+
+
 def _mean_nested(runs: list[dict[str, dict[str, float | None]]]) -> dict[str, dict[str, float | None]]:
     return {
         space: {m: None if runs[0][space][m] is None else round(float(np.mean([r[space][m] for r in runs])), 4)

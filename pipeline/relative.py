@@ -74,10 +74,11 @@ class RelativeProjector:
             raise ValueError("anchor embeddings contain NaN or inf")
         self.mean = a.mean(axis=0) if self.options.center else np.zeros(a.shape[1], np.float32)
         self.anchors = l2_normalize(a - self.mean)
-        sims = self.anchors @ self.anchors.T
-        np.fill_diagonal(sims, np.nan)  # an anchor's similarity to itself says nothing of the column's spread
-        self.col_mean = np.nanmean(sims, axis=0).astype(np.float32)
-        self.col_std = np.maximum(np.nanstd(sims, axis=0), 1e-6).astype(np.float32)
+        sims = (self.anchors @ self.anchors.T).astype(np.float64)
+        off = ~np.eye(len(sims), dtype=bool)  # an anchor's similarity to itself says nothing of the column's spread
+        cols = sims.T[off].reshape(len(sims), -1)  # row j: anchor j's similarities to the other anchors
+        self.col_mean = cols.mean(axis=1).astype(np.float32)
+        self.col_std = np.maximum(cols.std(axis=1), 1e-6).astype(np.float32)
         self.coder = None
         if self.options.ridge is not None:
             # K: the anchors seen through the same steps as any item, so that k and K are one kernel.

@@ -58,3 +58,33 @@ def test_report_has_the_public_shape_and_beats_chance() -> None:
     assert rep["baselines"]["chance"]["t2i"]["R@10"] < 0.1
     assert set(rep["curve"]) == {"50", "100"}
     assert "| relspace |" in format_table(rep)
+
+
+def test_sweep_rows_follow_the_grid(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.evaluate as ev
+
+    emb = synthetic()
+    monkeypatch.setattr(ev, "load_embeddings", lambda cfg, *a: emb)  # synthetic spaces instead of encoders
+    rows = ev.sweep({"anchors": {"count": 100}, "eval": {"seeds": 1}},
+                    {"projector.power": [1.0, 2.0], "projector.ridge": [None, 1.0]})
+    assert [(r["projector.power"], r["projector.ridge"]) for r in rows] == [(1.0, None), (1.0, 1.0), (2.0, None),
+                                                                             (2.0, 1.0)]
+    assert all(0 <= r["relspace t2i R@10"] <= 1 for r in rows)
+    assert len({r["relspace t2i R@10"] for r in rows}) > 1  # the overrides really changed the projector
+    assert "| projector.power |" in ev.format_rows(rows)
+
+
+def test_swap_report_has_native_and_cross_space(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.evaluate as ev
+
+    native = synthetic(seed=0)
+    rng = np.random.default_rng(5)
+    swapped = Embeddings(native.text @ np.linalg.qr(rng.standard_normal((20, 20)))[0], native.image, native.ids)
+    monkeypatch.setattr(ev, "load_embeddings", lambda cfg, text_encoder=None, image_encoder=None: swapped)
+    rep = ev.evaluate(load_config({"anchors": {"count": 100}, "eval": {"seeds": 1, "swap_text_encoder": "other"}}),
+                      emb=native)
+    assert "t2i" in rep and "i2t" not in rep and "t2i" in rep["native"]
+    # a rotated text space is the same relative space: identical figures, relative cosine 1
+    assert rep["t2i"]["R@10"] == pytest.approx(rep["native"]["t2i"]["R@10"])
+    assert rep["cross_space"]["text"]["relative"]["cosine"] == pytest.approx(1.0, abs=1e-3)
+    assert rep["cross_space"]["text"]["absolute"]["cosine"] < 0.9
