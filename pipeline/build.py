@@ -19,7 +19,7 @@ from .data import cache_dir, load_data
 from .embed import embed_dataset
 from .encoders.base import MODALITIES, Encoder, create_encoder
 from .index import MANIFEST, Manifest, atomic_directory, build_faiss, write_faiss
-from .layout import ANCHORS, CONFIG, PROJECTORS, THUMBNAILS, index_file, items_file, text_space
+from .layout import ANCHORS, CONFIG, PROJECTORS, THUMBNAILS, index_file, items_file, text_encoder_key, text_space
 from .relative import RelativeProjector, save_projectors
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,18 @@ def make_encoder(cfg: Config, modality: str, spec: str | None = None, device: st
 
 
 def load_encoders(cfg: Config, device: str | None) -> dict[str, Encoder]:
-    return {m: make_encoder(cfg, m, device=device) for m in MODALITIES}
+    """Encoders by manifest key: "image", "text", and "text:<lang>" for per-language overrides."""
+    encoders = {m: make_encoder(cfg, m, device=device) for m in MODALITIES}
+    for lang, spec in cfg.text_encoders.items():
+        if lang not in cfg.data.languages:
+            raise ValueError(f"text_encoders names language {lang!r}, which is not in data.languages "
+                             f"{cfg.data.languages}")
+        encoders[text_encoder_key(lang)] = make_encoder(cfg, "text", spec, device)
+    return encoders
+
+
+def text_encoder_for(encoders: dict[str, Encoder], lang: str) -> Encoder:
+    return encoders.get(text_encoder_key(lang), encoders["text"])
 
 
 def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[str, Encoder]:
@@ -59,7 +70,8 @@ def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[st
         x_image = embed_dataset(ds, encoders["image"], batch_size=cfg.batch_size, cache=cache)
     with timed("embedding captions"):
         x_text = {
-            lang: embed_dataset(ds, encoders["text"], lang=lang if i else None, batch_size=cfg.batch_size, cache=cache)
+            lang: embed_dataset(ds, text_encoder_for(encoders, lang), lang=lang if i else None,
+                                batch_size=cfg.batch_size, cache=cache)
             for i, lang in enumerate(languages)
         }
 
@@ -117,7 +129,8 @@ def _anchors(
         if missing:
             raise ValueError(f"anchor file {cfg.anchors.path} has no captions in {missing}")
         a_image = encoders["image"].encode(anchors.images, batch_size=cfg.batch_size, ids=anchors.ids)
-        a_text = {lang: encoders["text"].encode(anchors.captions[lang], batch_size=cfg.batch_size, ids=anchors.ids)
+        a_text = {lang: text_encoder_for(encoders, lang).encode(anchors.captions[lang], batch_size=cfg.batch_size,
+                                                                 ids=anchors.ids)
                   for lang in languages}
         return anchors, a_image, a_text
     idx = select_anchors(len(ds), cfg.anchors.count, strategy=cfg.anchors.strategy, seed=cfg.anchors.seed,

@@ -128,7 +128,7 @@ def cmd_reanchor(args: argparse.Namespace) -> int:
     r = Retriever.load(args.index_dir, device=args.device)
     for modality, spec in (("text", args.text_encoder), ("image", args.image_encoder)):
         if spec:
-            r.swap_encoder(modality, spec)
+            r.swap_encoder(modality, spec, lang=args.lang if modality == "text" else None)
             print(f"re-anchored {modality}: now queried with {spec} ({r.manifest.anchors['count']} anchors "
                   f"re-embedded; {r.manifest.counts[modality]} stored vectors unchanged)")
     return 0
@@ -196,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("index_dir")
     s.add_argument("--text-encoder", default=None, help="new text encoder spec")
     s.add_argument("--image-encoder", default=None, help="new image encoder spec")
+    s.add_argument("--lang", default=None, help="swap only this language's text encoder")
     s.set_defaults(fn=cmd_reanchor)
 
     s = sub.add_parser("serve", help="serve an index over HTTP with a search page")

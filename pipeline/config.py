@@ -74,6 +74,7 @@ class EvalConfig:
 class Config:
     name: str = "openmoji"  # experiment or index name; the default output is indexes/<name>
     text_encoder: str = "minilm"  # encoder spec: alias, "st:<name|dir>", "open_clip:<arch>/<tag|ckpt>"
+    text_encoders: dict[str, str] = field(default_factory=dict)  # per-language text encoder; others use text_encoder
     image_encoder: str = "efficientnet-lite0"  # alias, "timm:<arch>@<ckpt>", "open_clip:<arch>/<tag|ckpt>"
     device: str | None = None  # torch device; None picks CUDA when available
     batch_size: int = 64  # encoder batch size
@@ -123,6 +124,11 @@ def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
         raise ConfigError(errors[0])
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value if value is not None else {}, where, key + ".")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key!r} must be a mapping, got {value!r}")
+        kt, vt = typing.get_args(tp)
+        return {_coerce(kt, k, where, f"{key}.{k}"): _coerce(vt, v, where, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: {key!r} must be a list, got {value!r}")

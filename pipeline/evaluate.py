@@ -82,12 +82,12 @@ def language_table(cfg: Config, native: Embeddings, seeds: list[int]) -> dict[st
     if missing:
         raise ValueError(f"eval.languages {missing} are not in data.languages {cfg.data.languages}")
     ds = load_data(cfg.data)
-    enc = make_encoder(cfg, "text")
     cache = cache_dir(cfg.data) / "embeddings"
     primary = native.text
     ks = [k for k in (1, 10) if k in cfg.eval.ks] or cfg.eval.ks[:1]
     table: dict[str, dict[str, dict[str, float]]] = {}
     for lang in cfg.eval.languages:
+        enc = make_encoder(cfg, "text", cfg.text_encoders.get(lang))
         x = embed_dataset(ds, enc, lang=lang, batch_size=cfg.batch_size, cache=cache)
         runs: dict[str, list[dict[str, float]]] = {"translated": [], "english_anchors": []}
         for seed in seeds:

@@ -13,7 +13,7 @@ from .anchors import AnchorSet
 from .config import Config, load_config
 from .encoders.base import MODALITIES, Encoder, create_encoder
 from .index import MANIFEST, Manifest, atomic_directory, link_tree, read_faiss, search_faiss
-from .layout import PROJECTORS, THUMBNAILS, index_file, items_file, text_space
+from .layout import PROJECTORS, THUMBNAILS, index_file, items_file, text_encoder_key, text_space
 from .relative import RelativeProjector, load_projectors
 
 logger = logging.getLogger(__name__)
@@ -124,10 +124,10 @@ class Retriever:
         options = from_dict(ProjectorConfig, manifest.projector, f"{index_dir}/manifest.json", "projector.")
         projectors = load_projectors(index_dir / PROJECTORS, manifest.anchors["spaces"], options)
         for name, p in projectors.items():
-            modality = name.split(":")[0]
-            if p.dim != manifest.encoders[modality]["dim"]:
-                raise ValueError(f"{index_dir}: projector {name!r} reads dim {p.dim}, manifest says "
-                                 f"{manifest.encoders[modality]['dim']}")
+            rec = manifest.encoders[_encoder_key(manifest, name)]
+            if p.dim != rec["dim"]:
+                raise ValueError(f"{index_dir}: projector {name!r} reads dim {p.dim}, but its encoder "
+                                 f"{rec['spec']!r} has dim {rec['dim']}")
         import pyarrow.parquet as pq
 
         indexes = {m: read_faiss(index_dir / index_file(m)) for m in MODALITIES}
@@ -146,14 +146,15 @@ class Retriever:
         """Languages whose anchor captions can project a text query."""
         return [s.split(":", 1)[1] for s in self.projectors if s.startswith("text:")]
 
-    def encoder(self, modality: str) -> Encoder:
-        """The query encoder of ``modality``, loaded on first use and checked against the manifest."""
-        if modality not in self._encoders:
-            rec = self.manifest.encoders[modality]
+    def encoder(self, modality: str, lang: str | None = None) -> Encoder:
+        """The query encoder of ``modality`` (and text ``lang``), loaded on first use and checked."""
+        key = _encoder_key(self.manifest, text_space(lang) if modality == "text" and lang else modality)
+        if key not in self._encoders:
+            rec = self.manifest.encoders[key]
             enc = create_encoder(rec["spec"], modality, self.device)
-            self.manifest.check(modality, spec=enc.spec, dim=enc.dim)
-            self._encoders[modality] = enc
-        return self._encoders[modality]
+            self.manifest.check(key, spec=enc.spec, dim=enc.dim)
+            self._encoders[key] = enc
+        return self._encoders[key]
 
     def embed(self, *, text: str | list[str] | None = None, image: Any = None, lang: str | None = None) -> np.ndarray:
         """Relative vectors (n, anchors) of texts or images, as stored in the index."""
@@ -161,10 +162,11 @@ class Retriever:
             raise ValueError("give exactly one of text= or image=")
         if text is not None:
             texts = [text] if isinstance(text, str) else list(text)
-            space = text_space(lang or self.languages[0])
-            if space not in self.projectors:
+            lang = lang or self.languages[0]
+            if text_space(lang) not in self.projectors:
                 raise ValueError(f"no anchor captions in language {lang!r}; this index has {self.languages}")
-            return self.projectors[space].transform(self.encoder("text").encode(texts, show_progress=False))
+            vecs = self.encoder("text", lang).encode(texts, show_progress=False)
+            return self.projectors[text_space(lang)].transform(vecs)
         images = image if isinstance(image, list) else [image]
         return self.projectors["image"].transform(self.encoder("image").encode(images, show_progress=False))
 
@@ -235,7 +237,7 @@ class Retriever:
 
     # -- re-anchoring -----------------------------------------------------------------------------------
 
-    def swap_encoder(self, modality: str, encoder: str) -> Retriever:
+    def swap_encoder(self, modality: str, encoder: str, *, lang: str | None = None) -> Retriever:
         """Replace the query encoder of ``modality`` by re-embedding the anchors alone.
 
         The stored relative vectors stay as they are: a query embedded by the new encoder and projected
@@ -246,36 +248,48 @@ class Retriever:
         Args:
             modality: ``"text"`` or ``"image"``.
             encoder: the new encoder's spec.
+            lang: for text, swap only this language's encoder (e.g. a dedicated Japanese model); by
+                default every language served by the shared text encoder is re-anchored.
 
         Returns:
             self, now querying with the new encoder.
         """
+        import copy
+
         from .layout import ANCHORS
         from .relative import save_projectors
 
         if modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+        if lang is not None and (modality != "text" or lang not in self.languages):
+            raise ValueError(f"lang={lang!r} needs modality 'text' and one of the index's languages {self.languages}")
         anchors = AnchorSet.load(self.index_dir / ANCHORS)
         self.manifest.check_anchors(anchors.hash)  # the anchor file must be the one the index was built on
         enc = create_encoder(encoder, modality, self.device)
-        options = self.projectors["image"].options
         if modality == "image":
-            new = {"image": RelativeProjector(options).fit(enc.encode(anchors.images, ids=anchors.ids))}
-        else:
-            new = {text_space(lang): RelativeProjector(options).fit(enc.encode(anchors.captions[lang], ids=anchors.ids))
-                   for lang in self.languages}
+            spaces, key = ["image"], "image"
+        elif lang is not None:
+            spaces, key = [text_space(lang)], text_encoder_key(lang)
+        else:  # the shared text encoder: every language without an encoder of its own
+            spaces = [text_space(x) for x in self.languages if text_encoder_key(x) not in self.manifest.encoders]
+            key = "text"
+        options = self.projectors["image"].options
+        new = {}
+        for space in spaces:
+            items = anchors.images if space == "image" else anchors.captions[space.split(":", 1)[1]]
+            new[space] = RelativeProjector(options).fit(enc.encode(items, ids=anchors.ids))
         projectors = {**self.projectors, **new}
-        old = self.manifest.encoders[modality]
-        self.manifest.encoders[modality] = enc.info.to_dict()
-        self.manifest.history.append({"modality": modality, "from": old["spec"], "to": enc.spec,
-                                      "anchors": len(anchors)})
+        manifest = copy.deepcopy(self.manifest)  # published only once the directory is swapped in
+        old = manifest.encoders.get(key, manifest.encoders[modality])
+        manifest.encoders[key] = enc.info.to_dict()
+        manifest.history.append({"modality": key, "from": old["spec"], "to": enc.spec, "anchors": len(anchors)})
         with atomic_directory(self.index_dir) as tmp:
             link_tree(self.index_dir, tmp, skip={PROJECTORS, MANIFEST})
             save_projectors(tmp / PROJECTORS, projectors)
-            (tmp / MANIFEST).write_text(self.manifest.to_json())
-        self.projectors = projectors
-        self._encoders[modality] = enc
-        logger.info("re-anchored %s: %s -> %s on %d anchors", modality, old["spec"], enc.spec, len(anchors))
+            (tmp / MANIFEST).write_text(manifest.to_json())
+        self.manifest, self.projectors = manifest, projectors
+        self._encoders[key] = enc
+        logger.info("re-anchored %s: %s -> %s on %d anchors", key, old["spec"], enc.spec, len(anchors))
         return self
 
     # -- items ----------------------------------------------------------------------------------------
@@ -304,3 +318,7 @@ class Retriever:
         counts = {m: self.indexes[m].ntotal for m in MODALITIES}
         return f"Retriever({str(self.index_dir)!r}, encoders={enc}, counts={counts})"
 
+
+def _encoder_key(manifest: Manifest, space: str) -> str:
+    """The manifest encoder entry that serves a projector space: a language's own, else its modality's."""
+    return space if space in manifest.encoders else space.split(":", 1)[0]

@@ -63,3 +63,31 @@ def test_reanchor_cli(index_copy: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "re-anchored text" in capsys.readouterr().out
     assert main(["-q", "search", str(index_copy), "--text", "a dog", "-k", "3", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 3
+
+
+def test_per_language_text_encoder(small_config, tmp_path: Path) -> None:
+    """A language can have its own text encoder; its captions and anchors are embedded by it alone."""
+    from pipeline.config import load_config
+
+    cfg = load_config(small_config, **{"text_encoders": {"es": "minilm-l3"}})
+    r = Retriever.build(cfg, tmp_path / "idx")
+    m = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert m["encoders"]["text"]["spec"] == "minilm" and m["encoders"]["text:es"]["spec"] == "minilm-l3"
+    assert r.encoder("text", "es").spec == "minilm-l3" and r.encoder("text", "en").spec == "minilm"
+    # an indexed Spanish caption, embedded by the Spanish encoder, finds its own stored row first
+    row = r.items["text"].filter(pa_equal(r.items["text"], "lang", "es")).slice(0, 1).to_pylist()[0]
+    hit = r.search(text=row["caption"], lang="es", target="text", result_lang="es", k=1)[0]
+    assert hit.caption == row["caption"]
+    # re-anchoring the shared encoder leaves the Spanish one alone, and vice versa
+    r.swap_encoder("text", "minilm-l3")
+    assert r.manifest.encoders["text"]["spec"] == "minilm-l3" and r.manifest.encoders["text:es"]["spec"] == "minilm-l3"
+    r.swap_encoder("text", "minilm", lang="es")
+    assert r.manifest.encoders["text:es"]["spec"] == "minilm" and r.manifest.encoders["text"]["spec"] == "minilm-l3"
+    with pytest.raises(ValueError, match="lang='fr'"):
+        r.swap_encoder("text", "minilm", lang="fr")
+
+
+def pa_equal(table, column: str, value: str):
+    import pyarrow.compute as pc
+
+    return pc.equal(table.column(column), value)
