@@ -66,6 +66,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             overrides[key] = val
     if args.directions:
         overrides["eval.directions"] = args.directions.split(",")
+    if args.anchor_counts:
+        overrides["eval.anchor_counts"] = [int(c) for c in args.anchor_counts.split(",")]
     report = evaluate(load_config(args.config, **overrides))
     print(dumps(report) if args.json else format_table(report))
     return 0
@@ -174,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, default=None, help="number of seeds (overrides the config)")
     s.add_argument("--strategy", default=None, help="anchor selection strategy (overrides the config)")
     s.add_argument("--directions", default=None, help="comma-separated: t2i,i2t")
+    s.add_argument("--anchor-counts", default=None, help="comma-separated anchor counts for the R@10 curve")
     s.add_argument("--plots", default=None, help="directory for PNG plots")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(fn=cmd_eval)

@@ -157,8 +157,8 @@ def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         yield tmp
-        for f in tmp.iterdir():  # make file contents durable before the rename publishes them
-            if f.is_file():
+        for f in tmp.iterdir():  # make new file contents durable before the rename publishes them
+            if f.is_file() and f.stat().st_nlink == 1:  # hard links share an already published inode
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
         old = None

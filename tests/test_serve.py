@@ -219,7 +219,10 @@ def test_info(client, small_retriever):
 
 
 def test_docs_and_openapi(client):
-    assert client.get("/docs").status_code == 200
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/docs-static/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower()  # the docs must work offline
+    assert client.get("/docs-static/swagger-ui-bundle.js").status_code == 200
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/search"]["post"]["requestBody"]["content"]
     assert {"application/json", "multipart/form-data"} <= set(body)

