@@ -53,7 +53,7 @@ def write_plots(report: dict[str, Any], emb: Embeddings, cfg: Config, out: Path)
             space = fit_method(method, emb.text[idx], emb.image[idx], cfg.projector, cfg.anchors.seed)
             mapped = {"text": space.text(emb.text[mask]), "image": space.image(emb.image[mask])}
             ranks = ranks_of_truth(mapped[q], mapped[g]) + 1
-            ax.hist(ranks, bins=np.logspace(0, np.log10(mask.sum()), 30), histtype="step", label=method, linewidth=1.5)
+            ax.hist(ranks, bins=_log_int_bins(int(mask.sum())), histtype="step", label=method, linewidth=1.5)
         ax.set(xscale="log", title=f"{d}: rank of the true match (seed {cfg.anchors.seed})", xlabel="rank",
                ylabel="queries")
         ax.grid(alpha=0.3)
@@ -70,3 +70,8 @@ def write_plots(report: dict[str, Any], emb: Embeddings, cfg: Config, out: Path)
 def _panels(plt: Any, n: int) -> tuple[Any, Any]:
     """One panel per direction, side by side."""
     return plt.subplots(1, n, figsize=(5.5 * n, 4), squeeze=False)
+
+
+def _log_int_bins(n: int, count: int = 30) -> np.ndarray:
+    """Log-spaced bin edges that fall between integers, so no small-rank bin is empty by construction."""
+    return np.unique(np.round(np.logspace(0, np.log10(n + 1), count))) - 0.5
