@@ -12,30 +12,26 @@ from typing import Any
 import numpy as np
 
 from .index import hash_arrays
+from .registry import Registry
 from .relative import l2_normalize
 
 logger = logging.getLogger(__name__)
 
 # selector(n_items, count, rng, features) -> indices; features may be None for strategies that need none.
 Selector = Callable[[int, int, np.random.Generator, "np.ndarray | None"], np.ndarray]
-_SELECTORS: dict[str, Selector] = {}
+SELECTORS: Registry[Selector] = Registry("anchor strategy")
 NEEDS_FEATURES: set[str] = set()
 
 
 def register_selector(name: str, needs_features: bool = False) -> Callable[[Selector], Selector]:
-    def deco(fn: Selector) -> Selector:
-        if name in _SELECTORS:
-            raise ValueError(f"anchor selector {name!r} is already registered")
-        _SELECTORS[name] = fn
-        if needs_features:
-            NEEDS_FEATURES.add(name)
-        return fn
-
-    return deco
+    """Register ``selector(n_items, count, rng, features) -> indices``; say if it needs item features."""
+    if needs_features:
+        NEEDS_FEATURES.add(name)
+    return SELECTORS.register(name)
 
 
 def list_selectors() -> list[str]:
-    return sorted(_SELECTORS)
+    return SELECTORS.names()
 
 
 def select_anchors(
@@ -53,13 +49,12 @@ def select_anchors(
     Returns:
         Sorted int64 indices.
     """
-    if strategy not in _SELECTORS:
-        raise ValueError(f"unknown anchor strategy {strategy!r}; known: {', '.join(list_selectors())}")
+    select = SELECTORS.get(strategy)
     if not 2 <= count <= n_items:
         raise ValueError(f"cannot choose {count} anchors from {n_items} items (need 2 <= count <= items)")
     if strategy in NEEDS_FEATURES and features is None:
         raise ValueError(f"anchor strategy {strategy!r} needs item features")
-    idx = _SELECTORS[strategy](n_items, count, np.random.default_rng(seed), features)
+    idx = select(n_items, count, np.random.default_rng(seed), features)
     idx = np.unique(np.asarray(idx, dtype=np.int64))
     assert len(idx) == count, f"selector {strategy} returned {len(idx)} anchors, expected {count}"
     return idx

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import ProjectorConfig
+from .registry import Registry
 from .relative import RelativeProjector, l2_normalize
 
 Map = Callable[[np.ndarray], np.ndarray]
@@ -27,32 +28,22 @@ class Space:
 
 
 MethodFit = Callable[[np.ndarray, np.ndarray, ProjectorConfig, int], Space]
-_METHODS: dict[str, MethodFit] = {}
-
-
-def register_method(name: str) -> Callable[[MethodFit], MethodFit]:
-    def deco(fn: MethodFit) -> MethodFit:
-        if name in _METHODS:
-            raise ValueError(f"method {name!r} is already registered")
-        _METHODS[name] = fn
-        return fn
-
-    return deco
+METHODS: Registry[MethodFit] = Registry("method")
+register_method = METHODS.register
 
 
 def list_methods() -> list[str]:
-    return sorted(_METHODS)
+    return METHODS.names()
 
 
 def fit_method(
     name: str, at: np.ndarray, ai: np.ndarray, options: ProjectorConfig | None = None, seed: int = 0
 ) -> Space:
     """Fit method ``name`` on parallel anchors (row j of ``at`` and ``ai`` is anchor j in each modality)."""
-    if name not in _METHODS:
-        raise ValueError(f"unknown method {name!r}; known: {', '.join(list_methods())}")
+    fit = METHODS.get(name)
     if len(at) != len(ai):
         raise ValueError(f"anchors are not parallel: {len(at)} text vs {len(ai)} image")
-    return _METHODS[name](at, ai, options or ProjectorConfig(), seed)
+    return fit(at, ai, options or ProjectorConfig(), seed)
 
 
 def _relative(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig) -> Space:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import DataConfig
+from ..registry import Registry
 
 if TYPE_CHECKING:
     import datasets
@@ -21,25 +22,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SourceLoader = Callable[[DataConfig], "datasets.Dataset"]
-_SOURCES: dict[str, SourceLoader] = {}
+SOURCES: Registry[SourceLoader] = Registry("data source")
+register_source = SOURCES.register
 REQUIRED_COLUMNS = ("id", "image", "caption", "captions")
-
-
-def register_source(name: str) -> Callable[[SourceLoader], SourceLoader]:
-    """Register a loader ``DataConfig -> datasets.Dataset`` under ``name``."""
-
-    def deco(fn: SourceLoader) -> SourceLoader:
-        if name in _SOURCES:
-            raise ValueError(f"data source {name!r} is already registered")
-        _SOURCES[name] = fn
-        return fn
-
-    return deco
 
 
 def list_sources() -> list[str]:
     _load_builtin()
-    return sorted(_SOURCES)
+    return SOURCES.names()
 
 
 def cache_dir(cfg: DataConfig) -> Path:
@@ -53,9 +43,7 @@ def cache_dir(cfg: DataConfig) -> Path:
 def load_data(cfg: DataConfig) -> datasets.Dataset:
     """Load the configured source and check the columns and ids every later stage relies on."""
     _load_builtin()
-    if cfg.source not in _SOURCES:
-        raise ValueError(f"unknown data source {cfg.source!r}; known: {', '.join(sorted(_SOURCES))}")
-    ds = _SOURCES[cfg.source](cfg)
+    ds = SOURCES.get(cfg.source)(cfg)
     missing = [c for c in REQUIRED_COLUMNS if c not in ds.column_names]
     if missing:
         raise ValueError(f"data source {cfg.source!r} lacks columns {missing}")

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..registry import Registry
+
 logger = logging.getLogger(__name__)
 
 Modality = Literal["text", "image"]
@@ -30,18 +32,25 @@ class EncoderInfo:
 
 
 class Encoder(ABC):
-    """Embeds one modality into float32 vectors; subclasses are registered under a scheme."""
+    """Embeds one modality into float32 vectors; subclasses are registered under a scheme.
+
+    Subclasses set ``spec``, ``_dim`` and ``_version`` when they load their model.
+    """
 
     modality: Modality
     spec: str
+    _dim: int
+    _version: str
 
     @property
-    @abstractmethod
-    def dim(self) -> int: ...
+    def dim(self) -> int:
+        """Output dimension."""
+        return self._dim
 
     @property
-    @abstractmethod
-    def version(self) -> str: ...
+    def version(self) -> str:
+        """Library and weights version, recorded in the manifest."""
+        return self._version
 
     @abstractmethod
     def encode(
@@ -62,42 +71,70 @@ class Encoder(ABC):
         return EncoderInfo(spec=self.spec, modality=self.modality, dim=self.dim, version=self.version)
 
 
-EncoderFactory = Callable[[str, "Modality", str | None], Encoder]
-_SCHEMES: dict[str, EncoderFactory] = {}
-_ALIASES: dict[str, tuple[Callable[[], str], tuple[Modality, ...]]] = {}
+class TextEncoder(Encoder):
+    """A text encoder defined by ``forward(list of strings) -> (n, dim)``; batching and checks are shared."""
+
+    modality = "text"
+
+    @abstractmethod
+    def forward(self, texts: list[str]) -> np.ndarray:
+        """The bare model on one batch (also what benchmarks compare against)."""
+
+    def encode(
+        self,
+        items: Sequence[Any],
+        *,
+        batch_size: int = 64,
+        show_progress: bool | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        from ..progress import progress
+
+        texts = check_texts(items, ids)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        with progress(total=len(texts), desc=f"encode text ({self.spec})", enabled=show_progress) as bar:
+            for start in range(0, len(texts), batch_size):
+                chunk = texts[start : start + batch_size]
+                out[start : start + len(chunk)] = self.forward(chunk)
+                bar.update(len(chunk))
+        return out
+
+
+def check_texts(items: Sequence[Any], ids: Sequence[str] | None = None) -> list[str]:
+    """Refuse non-strings and blank strings up front, naming the item, rather than embed garbage."""
+    texts = list(items)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str) or not t.strip():
+            who = ids[i] if ids is not None else f"#{i}"
+            raise ValueError(f"item {who!r}: caption must be a non-empty string, got {t!r}")
+    return texts
+
+
+EncoderFactory = Callable[[str, "Modality", str], Encoder]
+SCHEMES: Registry[EncoderFactory] = Registry("encoder scheme")
+ALIASES: Registry[tuple[Callable[[], str], tuple[Modality, ...]]] = Registry("encoder alias")
 
 
 def register_encoder(scheme: str) -> Callable[[EncoderFactory], EncoderFactory]:
     """Register a factory ``(body, modality, device) -> Encoder`` for specs ``"<scheme>:<body>"``."""
-
-    def deco(fn: EncoderFactory) -> EncoderFactory:
-        if scheme in _SCHEMES:
-            raise ValueError(f"encoder scheme {scheme!r} is already registered")
-        _SCHEMES[scheme] = fn
-        return fn
-
-    return deco
+    return SCHEMES.register(scheme)
 
 
 def register_alias(name: str, resolve: Callable[[], str], modalities: tuple[Modality, ...]) -> None:
     """Register a short name that resolves (lazily, so that optional packages stay optional) to a spec."""
-    if name in _ALIASES:
-        raise ValueError(f"encoder alias {name!r} is already registered")
-    _ALIASES[name] = (resolve, modalities)
+    ALIASES.add(name, (resolve, modalities))
 
 
 def list_encoders() -> dict[str, list[str]]:
     """The registered schemes and aliases."""
     _load_builtin()
-    return {"schemes": sorted(_SCHEMES), "aliases": sorted(_ALIASES)}
+    return {"schemes": SCHEMES.names(), "aliases": ALIASES.names()}
 
 
 def resolve_spec(spec: str) -> str:
     """Expand an alias to its full ``scheme:body`` spec; other specs are returned unchanged."""
     _load_builtin()
-    if spec in _ALIASES:
-        return _ALIASES[spec][0]()
-    return spec
+    return ALIASES.get(spec)[0]() if spec in ALIASES else spec
 
 
 def create_encoder(spec: str, modality: Modality, device: str | None = None) -> Encoder:
@@ -115,16 +152,16 @@ def create_encoder(spec: str, modality: Modality, device: str | None = None) -> 
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
     full = spec
-    if spec in _ALIASES:
-        resolve, modalities = _ALIASES[spec]
+    if spec in ALIASES:
+        resolve, modalities = ALIASES.get(spec)
         if modality not in modalities:
             raise ValueError(f"encoder alias {spec!r} embeds {'/'.join(modalities)}, not {modality}")
         full = resolve()
     scheme, sep, body = full.partition(":")
-    if not sep or scheme not in _SCHEMES:
-        known = ", ".join(f"{s}:..." for s in sorted(_SCHEMES)) + ", " + ", ".join(sorted(_ALIASES))
+    if not sep or scheme not in SCHEMES:
+        known = ", ".join([f"{s}:..." for s in SCHEMES.names()] + ALIASES.names())
         raise ValueError(f"unknown encoder {spec!r}; known schemes and aliases: {known}")
-    enc = _SCHEMES[scheme](body, modality, device or default_device())
+    enc = SCHEMES.get(scheme)(body, modality, device or default_device())
     enc.spec = spec
     logger.info("loaded %s encoder %s (dim %d)", modality, spec, enc.dim)
     return enc

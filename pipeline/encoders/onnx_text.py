@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .base import Encoder, register_encoder
-from .st import check_texts
+from .base import Encoder, TextEncoder, register_encoder
 
 logger = logging.getLogger(__name__)
 
 MAX_TOKENS = 128  # sentence-transformers' usual max_seq_length for MiniLM models
 
 
-class OnnxTextEncoder(Encoder):
+class OnnxTextEncoder(TextEncoder):
     """Runs an ONNX graph with ``input_ids``/``attention_mask`` inputs.
 
     The sentence vector is the graph's 2-D float output if it has one (a pooled head), else the
     attention-masked mean of its 3-D token output, which is how sentence-transformers pools.
     """
-
-    modality = "text"
 
     def __init__(self, model_path: str, tokenizer_dir: str):
         import onnxruntime as ort
@@ -37,18 +32,9 @@ class OnnxTextEncoder(Encoder):
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         self._inputs = {i.name for i in self.session.get_inputs()}
         self._version = f"onnxruntime {ort.__version__}; {Path(model_path).name}"
-        probe = self._run(["probe"])
-        self._dim = probe.shape[1]
+        self._dim = self.forward(["probe"]).shape[1]
 
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def version(self) -> str:
-        return self._version
-
-    def _run(self, texts: list[str]) -> np.ndarray:
+    def forward(self, texts: list[str]) -> np.ndarray:
         tok = self.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="np")
         feeds = {k: tok[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")
                  if k in self._inputs and k in tok}
@@ -60,25 +46,6 @@ class OnnxTextEncoder(Encoder):
         tokens = next(o for o in outputs if o.ndim == 3)
         mask = tok["attention_mask"][..., None].astype(np.float32)
         return ((tokens * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)).astype(np.float32)
-
-    def encode(
-        self,
-        items: Sequence[Any],
-        *,
-        batch_size: int = 64,
-        show_progress: bool | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> np.ndarray:
-        from ..progress import progress
-
-        texts = check_texts(items, ids)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        with progress(total=len(texts), desc=f"encode text ({self.spec})", enabled=show_progress) as bar:
-            for start in range(0, len(texts), batch_size):
-                chunk = texts[start : start + batch_size]
-                out[start : start + len(chunk)] = self._run(chunk)
-                bar.update(len(chunk))
-        return out
 
 
 @register_encoder("onnx")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .base import Encoder, register_encoder
-from .st import check_texts
+from .base import Encoder, TextEncoder, register_encoder
 from .torch_image import TorchImageEncoder
 
 logger = logging.getLogger(__name__)
@@ -40,51 +38,21 @@ def load_open_clip(body: str, device: str) -> tuple[Any, Any, Any, str]:
     return model, preprocess, tokenizer, version
 
 
-class OpenClipTextEncoder(Encoder):
+class OpenClipTextEncoder(TextEncoder):
     """The text tower of an open_clip model."""
-
-    modality = "text"
 
     def __init__(self, body: str, device: str):
         self.spec, self.device = f"open_clip:{body}", device
         self.model, _, self.tokenizer, self._version = load_open_clip(body, device)
-        self._dim = int(self.model.text_projection.shape[-1]) if _has_proj(self.model) else self._probe_dim()
+        self._dim = int(self.model.text_projection.shape[-1]) if _has_proj(self.model) else 0
+        if not self._dim:  # towers without a projection matrix: ask the model
+            self._dim = int(self.forward(["probe"]).shape[1])
 
-    def _probe_dim(self) -> int:
-        return int(self._forward(["probe"]).shape[1])
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def version(self) -> str:
-        return self._version
-
-    def _forward(self, texts: list[str]) -> np.ndarray:
+    def forward(self, texts: list[str]) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
             return self.model.encode_text(self.tokenizer(texts).to(self.device)).float().cpu().numpy()
-
-    def encode(
-        self,
-        items: Sequence[Any],
-        *,
-        batch_size: int = 64,
-        show_progress: bool | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> np.ndarray:
-        from ..progress import progress
-
-        texts = check_texts(items, ids)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        with progress(total=len(texts), desc=f"encode text ({self.spec})", enabled=show_progress) as bar:
-            for start in range(0, len(texts), batch_size):
-                chunk = texts[start : start + batch_size]
-                out[start : start + len(chunk)] = self._forward(chunk)
-                bar.update(len(chunk))
-        return out
 
 
 def _has_proj(model: Any) -> bool:

@@ -57,14 +57,6 @@ class TorchImageEncoder(Encoder):
         self._dim, self._version, self.device = dim, version, device
         self.num_workers = default_num_workers() if num_workers is None else num_workers
 
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def version(self) -> str:
-        return self._version
-
     def forward(self, batch: Any) -> np.ndarray:
         """The bare model forward on a preprocessed batch (also what benchmarks compare against)."""
         import torch
