@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ class Retriever:
         self._encoders: dict[str, Encoder] = dict(encoders or {})
         self._row_of_id: dict[str, int] | None = None
         self._thumbnails: Any = None
+        self._load_lock = threading.Lock()
 
     # -- construction ---------------------------------------------------------------------------------
 
@@ -150,10 +152,12 @@ class Retriever:
         """The query encoder of ``modality`` (and text ``lang``), loaded on first use and checked."""
         key = _encoder_key(self.manifest, text_space(lang) if modality == "text" and lang else modality)
         if key not in self._encoders:
-            rec = self.manifest.encoders[key]
-            enc = create_encoder(rec["spec"], modality, self.device)
-            self.manifest.check(key, spec=enc.spec, dim=enc.dim)
-            self._encoders[key] = enc
+            with self._load_lock:  # concurrent first queries (a server) must load a model once, not twice
+                if key not in self._encoders:
+                    rec = self.manifest.encoders[key]
+                    enc = create_encoder(rec["spec"], modality, self.device)
+                    self.manifest.check(key, spec=enc.spec, dim=enc.dim)
+                    self._encoders[key] = enc
         return self._encoders[key]
 
     def embed(self, *, text: str | list[str] | None = None, image: Any = None, lang: str | None = None) -> np.ndarray:
