@@ -84,7 +84,7 @@ class Manifest:
     anchors: dict[str, Any]  # {"hash": sha256 of the anchor set, "count": m}
     projector: dict[str, Any]  # ProjectorConfig options
     faiss: dict[str, Any]  # {"factory": ..., "metric": "inner_product"}
-    counts: dict[str, int]  # vectors stored per modality
+    counts: dict[str, Any]  # vectors stored per modality, items, and each language's row range in text.faiss
     package_version: str  # relspace version that wrote it
     config: dict[str, Any] = field(default_factory=dict)  # the full config that built it
     stored_by: dict[str, dict[str, Any]] = field(default_factory=dict)  # modality -> encoder of the stored vectors

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,6 +17,21 @@ logger = logging.getLogger(__name__)
 # Rows are projected in chunks so that a million-item transform never holds n x m float64 at once.
 CHUNK = 16_384
 EPS = 1e-12
+# Up to this many rows (a query), BLAS runs on one thread: the products take well under a millisecond,
+# while a threaded call leaves BLAS workers spinning that then steal a core from the next encoder
+# forward (benchmarks/README.md: query p50 2.2-2.6x the bare path on 2 cores, 1.09x with this).
+SMALL_BATCH = 64
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _blas_threads_for(n: int) -> contextlib.AbstractContextManager[Any]:
+    return _blas_controller().limit(limits=1, user_api="blas") if n <= SMALL_BATCH else contextlib.nullcontext()
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -99,8 +117,9 @@ class RelativeProjector:
         x = np.asarray(x, dtype=np.float32)
         self._check_fitted(x)
         out = np.empty((len(x), self.num_anchors), dtype=np.float32)
-        for start in range(0, len(x), CHUNK):
-            out[start : start + CHUNK] = self._transform_chunk(x[start : start + CHUNK])
+        with _blas_threads_for(len(x)):
+            for start in range(0, len(x), CHUNK):
+                out[start : start + CHUNK] = self._transform_chunk(x[start : start + CHUNK])
         return out
 
     def _transform_chunk(self, x: np.ndarray) -> np.ndarray:
