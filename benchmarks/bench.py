@@ -4,7 +4,7 @@ The machine these run on is shared and noisy, so every figure that matters is a 
 measurements taken side by side: the two are alternated (A B, then B A, ...), repeated, and the
 medians reported. Absolute figures are printed too, with the load average, for context only.
 
-    python benchmarks/bench.py all                 # every section (~10 min on 2 cores)
+    python benchmarks/bench.py all                 # every section (~10 min on 2 shared cores)
     python benchmarks/bench.py image text --quick  # some sections, smaller sizes
     python benchmarks/bench.py workers             # DataLoader workers x torch threads sweep
     python benchmarks/bench.py query --json out.json
@@ -42,23 +42,23 @@ BUDGET = 180.0  # seconds per section; no new round (or query) starts once it is
 class ImageBench:
     """encode(pngs) (DataLoader decode+transform, then forward) vs the bare forward on pre-made tensors."""
 
-    n: int = 512  # images per measurement
+    n: int = 256  # images per measurement (--n 512 for the goal's size; each round then takes ~2x longer)
     batch_size: int = 64  # as in the goal: encode(..., batch_size=64) and forward(batch of 64)
-    reps: int = 3  # interleaved repetitions; medians reported
+    reps: int = 5  # interleaved rounds, as many as fit the budget; medians reported
     spec: str = "efficientnet-lite0"  # image encoder spec
     workers: int | None = None  # DataLoader workers for encode; None keeps the encoder's default
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     budget: float = BUDGET  # seconds; no new round starts past it
-    proposed: bool = True  # also time the PROPOSED encode (monkeypatch: torch threads = cores - workers)
+    variant: bool = False  # also time a VARIANT encode (monkeypatch: torch threads = cores - workers); measured worse
 
 
 @dataclass
 class SweepBench:
     """The same comparison over DataLoader workers x torch intra-op threads."""
 
-    n: int = 256  # images per measurement
+    n: int = 128  # images per measurement
     batch_size: int = 64  # encode and forward batch size
-    reps: int = 2  # interleaved repetitions; medians reported
+    reps: int = 4  # interleaved rounds, as many as fit the budget; medians reported
     spec: str = "efficientnet-lite0"  # image encoder spec
     workers: list[int] = field(default_factory=lambda: [0, 1, 2])  # num_workers values tried
     threads: list[int] = field(default_factory=lambda: [1, 2])  # torch.set_num_threads values tried
@@ -86,8 +86,10 @@ class QueryBench:
     rebuild: bool = False  # rebuild even if index_dir holds an index
     modalities: list[str] = field(default_factory=lambda: ["text", "image"])  # query modalities
     warmup: int = 5  # untimed queries first
+    block: int = 20  # queries per block; paths alternate block by block (1: per query, see time_queries)
     seed: int = 0  # seed of the query sample
     budget: float = BUDGET  # seconds for all modalities; each stops early (after >= 20 queries) past its share
+    proposed: bool = False  # also time search with the single-thread-BLAS projection monkeypatch (for old code)
 
 
 @dataclass
@@ -107,9 +109,9 @@ class IndexBench:
 
 QUICK = {
     "image": {"n": 128, "reps": 2},
-    "workers": {"n": 128, "reps": 1},
+    "workers": {"n": 64, "reps": 1},
     "text": {"n": 128, "reps": 10},
-    "query": {"n": 50},
+    "query": {"n": 60},
     "index": {"n": 40_000, "nq": 200},
 }
 
@@ -258,14 +260,39 @@ def pretransform(enc: Any, pngs: Sequence[bytes], batch_size: int) -> list[Any]:
     ]
 
 
-def proposed_threads(enc: Any, n_items: int) -> int | None:
-    """PROPOSED (not in the library): while DataLoader workers decode on CPU, the forward gets the other cores."""
+def variant_threads(enc: Any, n_items: int) -> int | None:
+    """VARIANT (not in the library): while DataLoader workers decode on CPU, the forward gets the other cores."""
     from pipeline.encoders.torch_image import MIN_ITEMS_FOR_WORKERS
 
     workers = enc.num_workers if n_items >= MIN_ITEMS_FOR_WORKERS else 0
     if workers == 0 or not str(enc.device).startswith("cpu"):
         return None
     return max(1, (os.cpu_count() or 1) - workers)
+
+
+class ForwardClock:
+    """Times the forward calls that ``encode`` makes, by shadowing ``enc.forward`` on the instance.
+
+    Behaviour is unchanged (same function, same arguments); the clock only splits an encode's wall time
+    into forward and everything else (DataLoader start-up, waiting for decoded batches, collation).
+    """
+
+    def __init__(self, enc: Any):
+        self.orig, self.total = enc.forward, 0.0
+        enc.forward = self
+
+    def __call__(self, batch: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self.orig(batch)
+        finally:
+            self.total += time.perf_counter() - t0
+
+    def timed(self, fn: Callable[[], Any], into: list[float]) -> None:
+        """Run fn, appending the forward time it spent to ``into``."""
+        self.total = 0.0
+        fn()
+        into.append(self.total)
 
 
 def bench_image(b: ImageBench, ds: Any) -> Table:
@@ -286,36 +313,46 @@ def bench_image(b: ImageBench, ds: Any) -> Table:
         x_enc = enc.encode(pngs[: 2 * b.batch_size], batch_size=b.batch_size)
         x_fwd = np.vstack([enc.forward(x) for x in batches[:2]])
         np.testing.assert_allclose(x_enc, x_fwd, rtol=1e-4, atol=1e-4)
+        clock = ForwardClock(enc)
+        inside: dict[str, list[float]] = {"encode": [], "forward": [], "variant": []}
 
-        def proposed(_: int) -> None:
-            with torch_threads(proposed_threads(enc, len(pngs))):
-                enc.encode(pngs, batch_size=b.batch_size)
+        def encode(_: int) -> None:
+            clock.timed(lambda: enc.encode(pngs, batch_size=b.batch_size), inside["encode"])
 
-        fns = {"encode": lambda _: enc.encode(pngs, batch_size=b.batch_size),
-               "forward": lambda _: [enc.forward(x) for x in batches]}
-        if b.proposed:
-            fns["proposed"] = proposed
+        def forward(_: int) -> None:
+            clock.timed(lambda: [enc.forward(x) for x in batches], inside["forward"])
+
+        def variant(_: int) -> None:
+            with torch_threads(variant_threads(enc, len(pngs))):
+                clock.timed(lambda: enc.encode(pngs, batch_size=b.batch_size), inside["variant"])
+
+        fns = {"encode": encode, "forward": forward}
+        if b.variant:
+            fns["variant"] = variant
         times = interleave(fns, b.reps, b.budget)
-    ips = {k: b.n / med(v) for k, v in times.items()}
+
+    def row(name: str, label: str) -> list[Any]:
+        share = med([f / t for f, t in zip(inside[name], times[name])])
+        return [label, b.n / med(times[name]), paired_ratio(times["forward"], times[name]),
+                spread(times["forward"], times[name]), share, b.n / med(inside[name])]
+
     ratio = paired_ratio(times["forward"], times["encode"])
-    rows = [
-        [f"encode (workers={enc.num_workers}, threads={threads})", ips["encode"], ratio,
-         spread(times["forward"], times["encode"])],
-        [f"bare forward (threads={threads})", ips["forward"], 1.0, ""],
-        ["decode+transform only, main process (once)", decode, float("nan"), ""],
-    ]
-    if b.proposed:
-        rows.insert(1, [f"PROPOSED encode: threads={proposed_threads(enc, len(pngs)) or threads} while "
-                        f"{enc.num_workers} worker(s) decode (monkeypatch)", ips["proposed"],
-                        paired_ratio(times["forward"], times["proposed"]),
-                        spread(times["forward"], times["proposed"])])
+    rows = [row("encode", f"encode (workers={enc.num_workers}, threads={threads})")]
+    if b.variant:
+        rows.append(row("variant", f"VARIANT encode: threads={variant_threads(enc, len(pngs)) or threads} while "
+                                   f"{enc.num_workers} worker(s) decode (monkeypatch)"))
+    rows.append(row("forward", f"bare forward (threads={threads})"))
+    rows.append(["decode+transform only, main process (once)", decode, float("nan"), "", float("nan"), float("nan")])
     goal = "met" if ratio >= 0.9 else "NOT met"
-    reps = len(times["encode"])
-    return Table("image", f"Image encoding: {b.spec}, {b.n} images, batch {b.batch_size}",
-                 ["path", "images/s (median)", "ratio vs bare forward", "ratio IQR"], rows,
-                 [f"ratio = median over {reps} interleaved rounds of t(forward)/t(encode); goal >= 0.9: {goal}",
-                  f"decode+transform costs {1e3 / decode:.1f} ms/image vs forward "
-                  f"{1e3 / ips['forward']:.1f} ms/image"])
+    rounds = len(times["encode"])
+    fwd_ms = 1e3 * med(times["forward"]) / b.n
+    return Table("image", f"Image encoding: {b.spec}, {rounds} rounds of {b.n} images, batch {b.batch_size}",
+                 ["path", "images/s (median)", "ratio vs bare forward", "ratio IQR", "forward share of wall time",
+                  "images/s inside forward"], rows,
+                 [f"ratio = median over {rounds} interleaved rounds of t(bare forward)/t(path); goal >= 0.9: {goal}",
+                  "forward share = time inside enc.forward / wall time of the call (the rest: DataLoader start-up, "
+                  "waiting for decoded batches, collation)",
+                  f"decode+transform: {1e3 / decode:.1f} ms/image in one process; forward {fwd_ms:.1f} ms/image"])
 
 
 def bench_workers(b: SweepBench, ds: Any) -> Table:
@@ -331,19 +368,21 @@ def bench_workers(b: SweepBench, ds: Any) -> Table:
     batches = pretransform(enc, pngs, b.batch_size)
     enc.encode(pngs[: b.batch_size], batch_size=b.batch_size)  # warm-up
     enc.forward(batches[0])
+    clock = ForwardClock(enc)
+    inside: dict[str, list[float]] = {}
 
     def run_forward(t: int) -> Callable[[int], Any]:
         def fn(_: int) -> None:
             with torch_threads(t):
-                for x in batches:
-                    enc.forward(x)
+                clock.timed(lambda: [enc.forward(x) for x in batches], inside.setdefault(f"forward t={t}", []))
         return fn
 
     def run_encode(t: int, w: int) -> Callable[[int], Any]:
         def fn(_: int) -> None:
             enc.num_workers = w
             with torch_threads(t):
-                enc.encode(pngs, batch_size=b.batch_size)
+                clock.timed(lambda: enc.encode(pngs, batch_size=b.batch_size),
+                            inside.setdefault(f"encode t={t} w={w}", []))
         return fn
 
     fns: dict[str, Callable[[int], Any]] = {}
@@ -358,16 +397,15 @@ def bench_workers(b: SweepBench, ds: Any) -> Table:
     enc.num_workers = default_workers
     rows = []
     for t in b.threads:
-        rows.append([t, "bare forward", b.n / med(times[f"forward t={t}"]),
-                     paired_ratio(times[ref], times[f"forward t={t}"]), spread(times[ref], times[f"forward t={t}"])])
-        for w in b.workers:
-            name = f"encode t={t} w={w}"
+        for w in ("bare forward", *b.workers):
+            name = f"forward t={t}" if w == "bare forward" else f"encode t={t} w={w}"
+            share = med([f / x for f, x in zip(inside[name], times[name])])
             rows.append([t, w, b.n / med(times[name]), paired_ratio(times[ref], times[name]),
-                         spread(times[ref], times[name])])
+                         spread(times[ref], times[name]), share, b.n / med(inside[name])])
     best = max((r for r in rows if r[1] != "bare forward"), key=lambda r: r[3])
     return Table("workers", f"Image encode: DataLoader workers x torch threads ({b.n} images, batch {b.batch_size})",
                  ["torch threads", "num_workers", "images/s (median)", f"ratio vs bare forward t={default_threads}",
-                  "ratio IQR"],
+                  "ratio IQR", "forward share of wall time", "images/s inside forward"],
                  rows,
                  [f"{len(times[ref])} interleaved rounds; ratio = median of "
                   f"t(bare forward, threads={default_threads})/t(row)",
@@ -441,13 +479,57 @@ def open_index(b: QueryBench) -> Any:
     return Retriever.load(b.index_dir)
 
 
-STAGES = ("encode", "project", "faiss", "hits")
+STAGES = ("encode", "forward", "project", "faiss", "hits")
+SMALL_ROWS = 64  # PROPOSED: at most this many rows are projected with single-threaded BLAS
+
+
+class ProposedProjection:
+    """PROPOSED (monkeypatch of one projector instance): small batches run BLAS on one thread.
+
+    Applied to the library in 9962848 (``pipeline/relative.py``: ``SMALL_BATCH``); on that code this patch
+    changes nothing, and ``--proposed`` only serves to measure older checkouts.
+
+    A query's projection is a (1, d) @ (d, m) and a (1, m) @ (m, m) product, well under a millisecond on one core.
+    OpenBLAS splits it over its threads anyway, and right after an encoder forward those threads compete with
+    torch's still-spinning OpenMP threads: the product then waits milliseconds for a core. Also times each call.
+    """
+
+    def __init__(self, proj: Any):
+        from threadpoolctl import ThreadpoolController
+
+        self.proj, self.orig, self.times = proj, proj.transform, []
+        self.ctl = ThreadpoolController()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        if len(x) <= SMALL_ROWS:
+            with self.ctl.limit(limits=1, user_api="blas"):
+                out = self.orig(x)
+        else:
+            out = self.orig(x)
+        self.times.append(time.perf_counter() - t0)
+        return out
+
+    def __enter__(self) -> ProposedProjection:
+        self.proj.transform = self  # the instance attribute shadows the method for this projector only
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.proj.transform
 
 
 def time_queries(
-    r: Any, modality: str, queries: list[Any], k: int, warmup: int, budget: float = BUDGET
+    r: Any, modality: str, queries: list[Any], k: int, *, block: int = 20, warmup: int = 5,
+    budget: float = BUDGET, proposed: bool = False,
 ) -> dict[str, list[float]]:
-    """Per query, alternating the order: search; baseline (encode + raw FAISS); a replay of search by stage."""
+    """Time every query through each path, alternating the paths block by block (A B C D, D C B A, ...).
+
+    Paths: ``search``; ``baseline`` (encode + raw FAISS on the precomputed vector); ``staged`` (a replay of
+    search that times each stage); ``proposed`` (search with the PROPOSED projection). Each block runs one
+    path on ``block`` consecutive queries after one untimed settling query, so that a path is timed in its
+    own steady state: thread pools left spinning by the previous path (OpenBLAS, OpenMP) would otherwise
+    slow whichever path comes next. ``block=1`` alternates per query, with no settling query.
+    """
     from pipeline.index import search_faiss
     from pipeline.layout import text_space
 
@@ -456,64 +538,115 @@ def time_queries(
     proj = r.projectors[text_space(r.languages[0]) if modality == "text" else "image"]
     kw = "text" if modality == "text" else "image"
     xqs = [r.embed(**{kw: q}) for q in queries]  # the precomputed relative query vectors
-    for q in queries[:warmup]:
+    patch = ProposedProjection(proj)
+    with patch:  # the patch changes threads, not results
+        np.testing.assert_allclose(proj.transform(enc.encode(queries[:1])), xqs[0], rtol=1e-5, atol=1e-6)
+    clock = ForwardClock(enc) if hasattr(enc, "num_workers") else None  # image encoders: split out the forward
+    out: dict[str, list[float]] = {name: [] for name in ("search", "baseline", "proposed", *STAGES)}
+
+    def search(q: Any, xq: np.ndarray) -> None:
         r.search(**{kw: q}, k=k)
+
+    def baseline(q: Any, xq: np.ndarray) -> None:
         enc.encode([q])
-    out: dict[str, list[float]] = {name: [] for name in ("search", "baseline", *STAGES)}
+        index.search(xq, k)
+
+    def with_patch(q: Any, xq: np.ndarray) -> None:
+        with patch:
+            r.search(**{kw: q}, k=k)
+
+    def staged(q: Any, xq: np.ndarray) -> dict[str, float]:
+        if clock is not None:
+            clock.total = 0.0
+        t = [time.perf_counter()]
+        x = enc.encode([q], show_progress=False)
+        t.append(time.perf_counter())
+        x = proj.transform(x)
+        t.append(time.perf_counter())
+        D, I = search_faiss(index, x, k)
+        t.append(time.perf_counter())
+        r._hits(target, D[0], I[0])
+        t.append(time.perf_counter())
+        times = {name: t[j + 1] - t[j] for j, name in enumerate(("encode", "project", "faiss", "hits"))}
+        times["forward"] = clock.total if clock is not None else float("nan")
+        return times
+
+    paths: dict[str, Callable[[Any, np.ndarray], Any]] = {"search": search, "baseline": baseline, "staged": staged}
+    if proposed:
+        paths["proposed"] = with_patch
+    for q, xq in list(zip(queries, xqs))[:warmup]:
+        for fn in paths.values():
+            fn(q, xq)
+    patch.times.clear()
     start = time.perf_counter()
-    for i, (q, xq) in enumerate(zip(queries, xqs)):
-        if i >= 20 and time.perf_counter() - start > budget:
+    for j, b0 in enumerate(range(0, len(queries), block)):
+        if b0 >= 20 and time.perf_counter() - start > budget:
             break
-        for step in ("search", "baseline", "staged") if i % 2 == 0 else ("staged", "baseline", "search"):
-            if step == "search":
+        chunk = list(zip(queries[b0 : b0 + block], xqs[b0 : b0 + block]))
+        for name in list(paths) if j % 2 == 0 else list(paths)[::-1]:
+            fn = paths[name]
+            if block > 1:
+                fn(*chunk[0])  # settle: the previous path's thread pools hand the cores back
+                if name == "proposed":
+                    patch.times.pop()
+            for q, xq in chunk:
                 t0 = time.perf_counter()
-                r.search(**{kw: q}, k=k)
-                out["search"].append(time.perf_counter() - t0)
-            elif step == "baseline":
-                t0 = time.perf_counter()
-                enc.encode([q])
-                index.search(xq, k)
-                out["baseline"].append(time.perf_counter() - t0)
-            else:
-                t = [time.perf_counter()]
-                x = enc.encode([q], show_progress=False)
-                t.append(time.perf_counter())
-                x = proj.transform(x)
-                t.append(time.perf_counter())
-                D, I = search_faiss(index, x, k)
-                t.append(time.perf_counter())
-                r._hits(target, D[0], I[0])
-                t.append(time.perf_counter())
-                for j, name in enumerate(STAGES):
-                    out[name].append(t[j + 1] - t[j])
+                res = fn(q, xq)
+                dt = time.perf_counter() - t0
+                if name == "staged":
+                    for stage, v in res.items():
+                        out[stage].append(v)
+                else:
+                    out[name].append(dt)
+    out["project_proposed"] = list(patch.times)
+    if clock is not None:
+        del enc.forward
     return out
 
 
-def bench_query(b: QueryBench, ds: Any) -> Table:
+def bench_query(b: QueryBench, ds: Any) -> list[Table]:
     r = open_index(b)
     rng = np.random.default_rng(b.seed)
     sample = ds.select(rng.choice(len(ds), min(b.n, len(ds)), replace=False).tolist())
-    rows, notes = [], []
+    rows, stage_rows, notes = [], [], []
 
-    def ms(xs: Sequence[float], p: float) -> float:
-        return float(np.percentile(xs, p)) * 1e3
+    def ms(xs: Sequence[float], p: float = 50) -> float:
+        return float(np.percentile(xs, p)) * 1e3 if xs else float("nan")
 
     for modality in b.modalities:
         queries = list(sample["caption"]) if modality == "text" else list(sample["image"])
-        t = time_queries(r, modality, queries, b.k, b.warmup, b.budget / len(b.modalities))
-        r50 = ms(t["search"], 50) / ms(t["baseline"], 50)
-        r99 = ms(t["search"], 99) / ms(t["baseline"], 99)
+        t = time_queries(r, modality, queries, b.k, block=b.block, warmup=b.warmup,
+                         budget=b.budget / len(b.modalities), proposed=b.proposed)
+        r50 = ms(t["search"]) / ms(t["baseline"])
         target = "image" if modality == "text" else "text"
-        rows.append([f"{modality} -> {target}", len(t["search"]), ms(t["search"], 50), ms(t["search"], 99),
-                     ms(t["baseline"], 50), ms(t["baseline"], 99), r50, r99]
-                    + [ms(t[s], 50) for s in STAGES])
+        name = f"{modality} -> {target}"
+        rows.append([name, len(t["search"]), ms(t["search"]), ms(t["search"], 99), ms(t["baseline"]),
+                     ms(t["baseline"], 99), r50, ms(t["search"], 99) / ms(t["baseline"], 99)]
+                    + ([ms(t["proposed"]), ms(t["proposed"]) / ms(t["baseline"])] if b.proposed else []))
+        fwd = ms(t["forward"]) if not np.isnan(t["forward"]).any() else float("nan")
+        stage_rows.append([name, ms(t["encode"]), fwd, ms([e - f for e, f in zip(t["encode"], t["forward"])]),
+                           ms(t["project"])] + ([ms(t["project_proposed"])] if b.proposed else [])
+                          + [ms(t["faiss"]), ms(t["hits"]), ms(t["search"]) - ms(t["baseline"])])
         notes.append(f"{modality} queries: p50 ratio {r50:.3f}, goal <= 1.2: {'met' if r50 <= 1.2 else 'NOT met'}")
+    how = ("alternate per query" if b.block == 1 else
+           f"alternate in blocks of {b.block} queries (each after one untimed settling query)")
     notes.insert(0, "baseline = encoder.encode([q]) + raw index.search(xq, k) on the precomputed relative vector; "
-                    "search, baseline and a per-stage replay of search alternate per query")
-    return Table("query", f"Query latency: Retriever.search, one query at a time, k={b.k} ({b.index_dir})",
-                 ["query -> target", "queries", "search p50 ms", "search p99 ms", "baseline p50 ms",
-                  "baseline p99 ms", "ratio p50", "ratio p99"] + [f"stage {s} p50 ms" for s in STAGES],
-                 rows, notes)
+                    f"search, baseline, a per-stage replay of search{' and the PROPOSED search' * b.proposed} {how}")
+    if b.proposed:
+        notes.append(f"PROPOSED (monkeypatch): RelativeProjector.transform runs BLAS on one thread for <= "
+                     f"{SMALL_ROWS} rows (threadpoolctl); in the library since 9962848, where it changes nothing")
+    latency = Table("query", f"Query latency: Retriever.search, one query at a time, k={b.k} ({b.index_dir})",
+                    ["query -> target", "queries", "search p50 ms", "search p99 ms", "baseline p50 ms",
+                     "baseline p99 ms", "ratio p50", "ratio p99"]
+                    + (["PROPOSED search p50 ms", "PROPOSED ratio p50"] if b.proposed else []),
+                    rows, notes)
+    stages = Table("query", "Where a query's time goes (per-stage replay of search, p50 ms)",
+                   ["query -> target", "encode", "of which forward", "of which decode/DataLoader (images)", "project"]
+                   + (["project PROPOSED"] if b.proposed else [])
+                   + ["faiss search", "hits (pyarrow take + to_pylist)", "search - baseline"], stage_rows,
+                   ["stages are timed separately, so their p50s need not add up to the search p50",
+                    "text encode's forward is not split out (sentence-transformers encode)"])
+    return [latency, stages]
 
 
 # -- 4. index build ---------------------------------------------------------------------------------------
@@ -529,7 +662,7 @@ def synthetic_relative(b: IndexBench) -> tuple[np.ndarray, np.ndarray]:
     def draw(n: int) -> np.ndarray:
         return centres[rng.integers(b.clusters, size=n)] + rng.standard_normal((n, b.d_abs), dtype=np.float32)
 
-    proj = RelativeProjector().fit(draw(b.d))  # default options: centred, column-normed, top-32, L2
+    proj = RelativeProjector().fit(draw(b.d))  # the library's default projector options
     return proj.transform(draw(b.n)), proj.transform(draw(b.nq))
 
 
@@ -543,11 +676,13 @@ def recall_at_k(xb: np.ndarray, xq: np.ndarray, I: np.ndarray, I_gt: np.ndarray,
 def bench_index(b: IndexBench) -> Table:
     import faiss
 
+    from pipeline.config import ProjectorConfig
     from pipeline.index import build_faiss, write_faiss
 
     t0 = time.perf_counter()
     xb, xq = synthetic_relative(b)
     gen = time.perf_counter() - t0
+    nonzero = float((xb[:1000] != 0).mean())
     rows = []
     D_gt = I_gt = None
     with tempfile.TemporaryDirectory(prefix="bench-index-") as tmp:
@@ -582,7 +717,8 @@ def bench_index(b: IndexBench) -> Table:
                  ["factory", "search params", "build s (train+add)", "vectors/s", "bytes/vector (file)",
                   f"recall@{b.k} vs Flat", "search us/query (batch)"], rows,
                  [f"vectors: {b.clusters} Gaussian clusters in {b.d_abs}-d, projected onto {b.d} anchors with the "
-                  f"default RelativeProjector (top-32, L2-normalised); generated in {gen:.1f} s",
+                  f"default RelativeProjector ({ProjectorConfig()}); {nonzero:.0%} of entries non-zero; "
+                  f"generated in {gen:.1f} s",
                   f"recall counts a returned id as a hit if its exact score >= the exact {b.k}-th score (ties allowed)",
                   f"faiss threads: {faiss.omp_get_max_threads()}; one run per factory (absolute figures, not ratios)"])
 
@@ -602,11 +738,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--n", type=int, help="override the size of every selected section (images, captions, ...)")
     p.add_argument("--reps", type=int, help="override the interleaved repetitions")
     p.add_argument("--budget", type=float, default=BUDGET, help="seconds per section before rounds stop (%(default)s)")
+    p.add_argument("--variant", action="store_true",
+                   help="image: also time encode with torch threads = cores - workers (monkeypatch)")
+    p.add_argument("--proposed", action="store_true",
+                   help="query: also time search with the single-thread-BLAS projection monkeypatch (old code)")
     p.add_argument("--workers", type=int, help="image: DataLoader workers for encode (default: the encoder's)")
     p.add_argument("--threads", type=int, help="torch intra-op threads for every section (default: torch's)")
     p.add_argument("--index-dir", default=QueryBench.index_dir, help="query: index directory (built if missing)")
     p.add_argument("--rebuild", action="store_true", help="query: rebuild the index even if it exists")
     p.add_argument("--factories", help="index: FAISS factory strings separated by ';' (they contain commas)")
+    p.add_argument("--block", type=int, default=QueryBench.block,
+                   help="query: paths alternate in blocks of this many queries; 1 alternates per query (%(default)s)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     return p.parse_args(argv)
 
@@ -619,10 +761,14 @@ def descriptor(section: str, args: argparse.Namespace) -> Any:
         opts["reps"] = args.reps
     if section != "index":
         opts["budget"] = args.budget
+    if section == "image" and args.variant:
+        opts["variant"] = True
+    if section == "query" and args.proposed:
+        opts["proposed"] = True
     if section == "image":
         opts.update({k: v for k, v in (("workers", args.workers), ("threads", args.threads)) if v is not None})
     if section == "query":
-        opts.update(index_dir=args.index_dir, rebuild=args.rebuild)
+        opts.update(index_dir=args.index_dir, rebuild=args.rebuild, block=args.block)
     if section == "index" and args.factories:
         opts["factories"] = [f.strip() for f in args.factories.split(";") if f.strip()]
     return DESCRIPTORS[section](**opts)
@@ -650,11 +796,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         desc = descriptor(section, args)
         load0, t0 = os.getloadavg()[0], time.perf_counter()
         fn = {"image": bench_image, "workers": bench_workers, "text": bench_text, "query": bench_query}.get(section)
-        table = bench_index(desc) if section == "index" else fn(desc, ds)
-        table.seconds, table.load = time.perf_counter() - t0, (load0, os.getloadavg()[0])
-        table.notes.append(f"descriptor: {desc}")
-        print(table.markdown() + "\n", flush=True)
-        tables.append(table)
+        result = bench_index(desc) if section == "index" else fn(desc, ds)
+        for table in result if isinstance(result, list) else [result]:
+            table.seconds, table.load = time.perf_counter() - t0, (load0, os.getloadavg()[0])
+            table.notes.append(f"descriptor: {desc}")
+            print(table.markdown() + "\n", flush=True)
+            tables.append(table)
     if args.json:
         Path(args.json).write_text(json.dumps({"command": command, "machine": info,
                                                "results": [asdict(t) for t in tables]}, indent=2, default=str))
