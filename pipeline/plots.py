@@ -32,13 +32,7 @@ def write_plots(report: dict[str, Any], emb: Embeddings, cfg: Config, out: Path)
                 ax.plot([int(c) for c in counts], [report["curve"][c][method][d] for c in counts], marker="o",
                         label=method, linewidth=2.5 if method == "relspace" else 1.2)
             ax.set(title=f"{d}: R@10 vs anchors", xlabel="anchors", ylabel="R@10", ylim=(0, 1))
-            ax.grid(alpha=0.3)
-        axes[0][0].legend(fontsize=8)
-        fig.tight_layout()
-        path = out / "r10_vs_anchors.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(str(path))
+        written.append(_save(plt, fig, axes, out / "r10_vs_anchors.png"))
 
     from .evaluate import DIRECTIONS, anchor_split, ranks_of_truth
     from .methods import fit_method
@@ -56,15 +50,20 @@ def write_plots(report: dict[str, Any], emb: Embeddings, cfg: Config, out: Path)
             ax.hist(ranks, bins=_log_int_bins(int(mask.sum())), histtype="step", label=method, linewidth=1.5)
         ax.set(xscale="log", title=f"{d}: rank of the true match (seed {cfg.anchors.seed})", xlabel="rank",
                ylabel="queries")
+    written.append(_save(plt, fig, axes, out / "rank_histogram.png"))
+    logger.info("wrote plots %s", ", ".join(written))
+    return written
+
+
+def _save(plt: Any, fig: Any, axes: Any, path: Path) -> str:
+    """Grid, legend, layout, write, close: the same finish for every figure."""
+    for ax in axes[0]:
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    path = out / "rank_histogram.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    written.append(str(path))
-    logger.info("wrote plots %s", ", ".join(written))
-    return written
+    return str(path)
 
 
 def _panels(plt: Any, n: int) -> tuple[Any, Any]:

@@ -88,3 +88,16 @@ def test_swap_report_has_native_and_cross_space(monkeypatch: pytest.MonkeyPatch)
     assert rep["t2i"]["R@10"] == pytest.approx(rep["native"]["t2i"]["R@10"])
     assert rep["cross_space"]["text"]["relative"]["cosine"] == pytest.approx(1.0, abs=1e-3)
     assert rep["cross_space"]["text"]["absolute"]["cosine"] < 0.9
+
+
+def test_plots_are_written(tmp_path) -> None:
+    from PIL import Image
+
+    cfg = load_config({"anchors": {"count": 100}, "eval": {"seeds": 1, "anchor_counts": [50, 100],
+                                                           "plot_dir": str(tmp_path / "plots")}})
+    rep = evaluate(cfg, emb=synthetic())
+    assert sorted(rep["plots"]) == sorted(str(tmp_path / "plots" / n) for n in ("r10_vs_anchors.png",
+                                                                                 "rank_histogram.png"))
+    for path in rep["plots"]:
+        with Image.open(path) as img:
+            assert img.format == "PNG" and img.width > 300 and img.height > 200
