@@ -7,6 +7,7 @@ medians reported. Absolute figures are printed too, with the load average, for c
     python benchmarks/bench.py all                 # every section (~10 min on 2 shared cores)
     python benchmarks/bench.py image text --quick  # some sections, smaller sizes
     python benchmarks/bench.py workers             # DataLoader workers x torch threads sweep
+    python benchmarks/bench.py image --sub-batch 16  # + a VARIANT encode, forward in slices of 16 (monkeypatch)
     python benchmarks/bench.py query --json out.json
 
 Sections: image, workers, text, query, index (see benchmarks/README.md for what each ratio means).
@@ -50,6 +51,7 @@ class ImageBench:
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     budget: float = BUDGET  # seconds; no new round starts past it
     variant: bool = False  # also time a VARIANT encode (monkeypatch: torch threads = cores - workers); measured worse
+    sub_batch: int | None = None  # also time a VARIANT encode whose forward runs in sub-batches of this size
 
 
 @dataclass
@@ -295,6 +297,24 @@ class ForwardClock:
         into.append(self.total)
 
 
+@contextlib.contextmanager
+def sub_batched(enc: Any, size: int | None) -> Iterator[None]:
+    """VARIANT (monkeypatch of one encoder instance): the model runs on slices of ``size`` rows of each batch.
+
+    Same weights, same inputs, same outputs (eval mode: no batch statistics); smaller activations, which the
+    allocator can reuse instead of mapping fresh zeroed pages for every layer of every batch.
+    """
+    import torch
+
+    model = enc._forward
+    if size is not None:
+        enc._forward = lambda x: torch.cat([model(c) for c in x.split(size)])
+    try:
+        yield
+    finally:
+        enc._forward = model
+
+
 def bench_image(b: ImageBench, ds: Any) -> Table:
     from pipeline.encoders.base import create_encoder
 
@@ -314,7 +334,11 @@ def bench_image(b: ImageBench, ds: Any) -> Table:
         x_fwd = np.vstack([enc.forward(x) for x in batches[:2]])
         np.testing.assert_allclose(x_enc, x_fwd, rtol=1e-4, atol=1e-4)
         clock = ForwardClock(enc)
-        inside: dict[str, list[float]] = {"encode": [], "forward": [], "variant": []}
+        inside: dict[str, list[float]] = {"encode": [], "forward": [], "variant": [], "sub_batch": []}
+        if b.sub_batch:
+            with sub_batched(enc, b.sub_batch):
+                np.testing.assert_allclose(enc.encode(pngs[: b.batch_size], batch_size=b.batch_size),
+                                           x_fwd[: b.batch_size], rtol=1e-4, atol=1e-4)
 
         def encode(_: int) -> None:
             clock.timed(lambda: enc.encode(pngs, batch_size=b.batch_size), inside["encode"])
@@ -326,9 +350,15 @@ def bench_image(b: ImageBench, ds: Any) -> Table:
             with torch_threads(variant_threads(enc, len(pngs))):
                 clock.timed(lambda: enc.encode(pngs, batch_size=b.batch_size), inside["variant"])
 
+        def sub_batch(_: int) -> None:
+            with sub_batched(enc, b.sub_batch):
+                clock.timed(lambda: enc.encode(pngs, batch_size=b.batch_size), inside["sub_batch"])
+
         fns = {"encode": encode, "forward": forward}
         if b.variant:
             fns["variant"] = variant
+        if b.sub_batch:
+            fns["sub_batch"] = sub_batch
         times = interleave(fns, b.reps, b.budget)
 
     def row(name: str, label: str) -> list[Any]:
@@ -341,6 +371,8 @@ def bench_image(b: ImageBench, ds: Any) -> Table:
     if b.variant:
         rows.append(row("variant", f"VARIANT encode: threads={variant_threads(enc, len(pngs)) or threads} while "
                                    f"{enc.num_workers} worker(s) decode (monkeypatch)"))
+    if b.sub_batch:
+        rows.append(row("sub_batch", f"VARIANT encode: forward in sub-batches of {b.sub_batch} (monkeypatch)"))
     rows.append(row("forward", f"bare forward (threads={threads})"))
     rows.append(["decode+transform only, main process (once)", decode, float("nan"), "", float("nan"), float("nan")])
     goal = "met" if ratio >= 0.9 else "NOT met"
@@ -742,6 +774,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="image: also time encode with torch threads = cores - workers (monkeypatch)")
     p.add_argument("--proposed", action="store_true",
                    help="query: also time search with the single-thread-BLAS projection monkeypatch (old code)")
+    p.add_argument("--sub-batch", type=int, help="image: also time encode with the forward in sub-batches of N")
     p.add_argument("--workers", type=int, help="image: DataLoader workers for encode (default: the encoder's)")
     p.add_argument("--threads", type=int, help="torch intra-op threads for every section (default: torch's)")
     p.add_argument("--index-dir", default=QueryBench.index_dir, help="query: index directory (built if missing)")
@@ -763,6 +796,8 @@ def descriptor(section: str, args: argparse.Namespace) -> Any:
         opts["budget"] = args.budget
     if section == "image" and args.variant:
         opts["variant"] = True
+    if section == "image" and args.sub_batch:
+        opts["sub_batch"] = args.sub_batch
     if section == "query" and args.proposed:
         opts["proposed"] = True
     if section == "image":
