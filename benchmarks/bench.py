@@ -316,7 +316,7 @@ def sub_batched(enc: Any, size: int | None) -> Iterator[None]:
 
 
 def bench_image(b: ImageBench, ds: Any) -> Table:
-    from pipeline.encoders.base import create_encoder
+    from pipeline.encoders import create_encoder
 
     enc = create_encoder(b.spec, "image", "cpu")
     if b.workers is not None:
@@ -391,7 +391,7 @@ def bench_workers(b: SweepBench, ds: Any) -> Table:
     """Every (threads, workers) encode, each rep compared with the bare forward at the default thread count."""
     import torch
 
-    from pipeline.encoders.base import create_encoder
+    from pipeline.encoders import create_encoder
     from pipeline.encoders.torch_image import default_num_workers
 
     enc = create_encoder(b.spec, "image", "cpu")
@@ -453,7 +453,7 @@ def bench_text(b: TextBench, ds: Any) -> Table:
     import torch
     from sentence_transformers.util import batch_to_device
 
-    from pipeline.encoders.base import create_encoder
+    from pipeline.encoders import create_encoder
 
     enc = create_encoder(b.spec, "text", "cpu")
     model = enc.model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "Config",
@@ -24,15 +24,15 @@ _LAZY = {
     "Hit": "pipeline.retriever",
     "Config": "pipeline.config",
     "load_config": "pipeline.config",
-    "create_encoder": "pipeline.encoders.base",
-    "list_encoders": "pipeline.encoders.base",
+    "create_encoder": "pipeline.encoders",
+    "list_encoders": "pipeline.encoders",
     "evaluate": "pipeline.evaluate",
     "list_methods": "pipeline.methods",
 }
 
 if TYPE_CHECKING:
     from .config import Config, load_config
-    from .encoders.base import create_encoder, list_encoders
+    from .encoders import create_encoder, list_encoders
     from .evaluate import evaluate
     from .methods import list_methods
     from .retriever import Hit, Retriever

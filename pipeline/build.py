@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .anchors import AnchorSet, select_anchors, selection_features
 from .config import Config
-from .data import cache_dir, load_data
+from .data import cache_dir, captions, load_data
 from .embed import embed_dataset
-from .encoders.base import MODALITIES, Encoder, create_encoder
+from .encoders import Encoder, make_encoder
+from .encoders.base import MODALITIES
 from .index import MANIFEST, Manifest, atomic_directory, build_faiss, write_faiss
 from .layout import ANCHORS, CONFIG, PROJECTORS, THUMBNAILS, index_file, items_file, text_encoder_key, text_space
 from .relative import RelativeProjector, save_projectors
@@ -34,14 +35,6 @@ def timed(stage: str) -> Iterator[None]:
     t0 = time.perf_counter()
     yield
     logger.info("%s took %.1f s", stage, time.perf_counter() - t0)
-
-
-def make_encoder(cfg: Config, modality: str, spec: str | None = None, device: str | None = None) -> Encoder:
-    """The configured encoder of ``modality`` (or ``spec`` instead), with the config's worker count."""
-    enc = create_encoder(spec or getattr(cfg, f"{modality}_encoder"), modality, device or cfg.device)
-    if cfg.num_workers is not None and hasattr(enc, "num_workers"):
-        enc.num_workers = cfg.num_workers
-    return enc
 
 
 def load_encoders(cfg: Config, device: str | None) -> dict[str, Encoder]:
@@ -70,9 +63,9 @@ def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[st
         x_image = embed_dataset(ds, encoders["image"], batch_size=cfg.batch_size, cache=cache)
     with timed("embedding captions"):
         x_text = {
-            lang: embed_dataset(ds, text_encoder_for(encoders, lang), lang=lang if i else None,
-                                batch_size=cfg.batch_size, cache=cache)
-            for i, lang in enumerate(languages)
+            lang: embed_dataset(ds, text_encoder_for(encoders, lang), lang=lang, batch_size=cfg.batch_size,
+                                cache=cache)
+            for lang in languages
         }
 
     with timed("anchors"):
@@ -147,10 +140,9 @@ def _write_items(ds: Any, languages: list[str], out: Path) -> None:
     meta = ds.remove_columns([c for c in STORAGE_COLUMNS if c in ds.column_names])
     pq.write_table(meta.with_format("arrow")[:], out / items_file("image"))
     ids = ds["id"]
-    caps = ds["captions"]
     rows = {"id": [], "lang": [], "caption": []}
-    for i, lang in enumerate(languages):
-        texts = ds["caption"] if i == 0 else [(c or {}).get(lang) or "" for c in caps]
+    for lang in languages:
+        texts = captions(ds, lang)
         rows["id"] += ids
         rows["lang"] += [lang] * len(ids)
         rows["caption"] += texts

@@ -144,7 +144,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     p = argparse.ArgumentParser(prog="relspace", description="Cross-modal retrieval through relative representations.")
     p.add_argument("--version", action="version", version=f"relspace {__version__}")

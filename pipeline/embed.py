@@ -8,17 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from .encoders.base import Encoder
+from .data import captions
+from .encoders import Encoder
 from .index import hash_arrays
 
 logger = logging.getLogger(__name__)
-
-
-def captions_of(ds: Any, lang: str | None = None) -> list[str]:
-    """The caption column in ``lang`` (None: the primary ``caption`` column)."""
-    if lang is None:
-        return list(ds["caption"])
-    return [(c or {}).get(lang) or "" for c in ds["captions"]]
 
 
 def embed_dataset(
@@ -34,7 +28,9 @@ def embed_dataset(
     The cache key covers the encoder's spec and version, the dataset fingerprint and the column, so a
     changed model or dataset never reuses stale vectors.
     """
-    what = "image" if encoder.modality == "image" else f"caption:{lang or 'primary'}"
+    if encoder.modality == "text" and lang is None:
+        raise ValueError("embedding captions needs their language")
+    what = "image" if encoder.modality == "image" else f"caption:{lang}"
     path = None
     fingerprint = getattr(ds, "_fingerprint", None)  # 🤗 datasets' content fingerprint
     if cache is not None and fingerprint:
@@ -46,7 +42,7 @@ def embed_dataset(
                 logger.info("reusing cached %s embeddings (%s) from %s", what, encoder.spec, path)
                 return vecs
     ids = list(ds["id"])
-    items = list(ds["image"]) if encoder.modality == "image" else captions_of(ds, lang)
+    items = list(ds["image"]) if encoder.modality == "image" else captions(ds, lang)
     vecs = encoder.encode(items, batch_size=batch_size, ids=ids)
     if not np.isfinite(vecs).all():
         bad = ids[int(np.flatnonzero(~np.isfinite(vecs).all(axis=1))[0])]

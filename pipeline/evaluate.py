@@ -13,6 +13,7 @@ import numpy as np
 
 from .anchors import select_anchors, selection_features
 from .config import Config, load_config
+from .encoders import make_encoder
 from .methods import fit_method
 from .relative import RelativeProjector, l2_normalize
 
@@ -59,14 +60,14 @@ def load_embeddings(cfg: Config, text_encoder: str | None = None, image_encoder:
 
     ``text_encoder``/``image_encoder`` replace the configured specs (the encoder-swap evaluation).
     """
-    from .build import make_encoder
     from .data import cache_dir, load_data
     from .embed import embed_dataset
 
     ds = load_data(cfg.data)
     cache = cache_dir(cfg.data) / "embeddings"
     specs = {"text": text_encoder, "image": image_encoder}
-    vecs = {m: embed_dataset(ds, make_encoder(cfg, m, specs[m]), batch_size=cfg.batch_size, cache=cache)
+    vecs = {m: embed_dataset(ds, make_encoder(cfg, m, specs[m]), lang=cfg.data.languages[0] if m == "text" else None,
+                             batch_size=cfg.batch_size, cache=cache)
             for m in ("text", "image")}
     return Embeddings(vecs["text"], vecs["image"], list(ds["id"]))
 
@@ -74,7 +75,6 @@ def load_embeddings(cfg: Config, text_encoder: str | None = None, image_encoder:
 def language_table(cfg: Config, native: Embeddings, seeds: list[int]) -> dict[str, dict[str, dict[str, float]]]:
     """Text->image per query language: through that language's anchor captions ("translated") and,
     as the baseline, through the English anchor captions ("english_anchors")."""
-    from .build import make_encoder
     from .data import cache_dir, load_data
     from .embed import embed_dataset
 

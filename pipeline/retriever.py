@@ -12,7 +12,8 @@ import numpy as np
 
 from .anchors import AnchorSet
 from .config import Config, load_config
-from .encoders.base import MODALITIES, Encoder, create_encoder
+from .encoders import Encoder, create_encoder
+from .encoders.base import MODALITIES
 from .index import MANIFEST, Manifest, atomic_directory, link_tree, read_faiss, search_faiss
 from .layout import PROJECTORS, THUMBNAILS, index_file, items_file, text_encoder_key, text_space
 from .relative import RelativeProjector, load_projectors
@@ -206,9 +207,12 @@ class Retriever:
         if target not in MODALITIES:
             raise ValueError(f"target must be one of {MODALITIES}, got {target!r}")
         xq = self.embed(text=text, image=image, lang=lang)
-        return self._search_vectors(xq, k, target, result_lang)[0]
+        return self.search_vectors(xq, k, target=target, result_lang=result_lang)[0]
 
-    def _search_vectors(self, xq: np.ndarray, k: int, target: str, result_lang: str | None) -> list[list[Hit]]:
+    def search_vectors(
+        self, xq: np.ndarray, k: int = 10, *, target: str = "image", result_lang: str | None = None
+    ) -> list[list[Hit]]:
+        """Search with relative vectors already computed (by :meth:`embed`): one list of hits per row."""
         index = self.indexes[target]
         params = None
         if result_lang is not None:

@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
-from pipeline.encoders.base import create_encoder  # noqa: E402
+from pipeline.encoders import create_encoder  # noqa: E402
 from pipeline.encoders.timm_image import (  # noqa: E402
     efficientnet_pytorch_to_timm,
     load_state_dict,

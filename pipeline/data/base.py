@@ -1,0 +1,121 @@
+"""The data-source registry and the column contract every source fulfils.
+
+Every source yields a ``datasets.Dataset`` with at least ``id`` (unique string), ``image`` (encoded bytes
+or a file path), ``caption`` (the primary language's caption) and ``captions`` (struct: one string per
+configured language). Other columns are kept as metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import DataConfig
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    import datasets
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("id", "image", "caption", "captions")
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """A licence notice that must travel with a source's images wherever they are shown."""
+
+    text: str  # the notice itself
+    project_url: str  # where the work comes from
+    license: str  # short licence name, e.g. "CC BY-SA 4.0"
+    license_url: str  # the licence text
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A registry entry: how to load a source, and what its images oblige a display to credit."""
+
+    load: Callable[[DataConfig], datasets.Dataset]  # config -> dataset with REQUIRED_COLUMNS
+    attribution: Callable[[], Attribution] | None = None  # lazily, so optional packages stay unimported
+
+
+SOURCES: Registry[DataSource] = Registry("data source")
+
+
+def register_source(
+    name: str, *, attribution: Callable[[], Attribution] | None = None
+) -> Callable[[Callable[[DataConfig], datasets.Dataset]], Callable[[DataConfig], datasets.Dataset]]:
+    """Decorator: register ``loader(cfg) -> datasets.Dataset`` as data source ``name``."""
+
+    def deco(load: Callable[[DataConfig], datasets.Dataset]) -> Callable[[DataConfig], datasets.Dataset]:
+        SOURCES.add(name, DataSource(load, attribution))
+        return load
+
+    return deco
+
+
+def list_sources() -> list[str]:
+    return SOURCES.names()
+
+
+def source_attribution(name: str | None) -> Attribution | None:
+    """The notice a display of source ``name`` must show; None for unknown sources and sources without one."""
+    if name is None or name not in SOURCES:
+        return None
+    entry = SOURCES.get(name)
+    return entry.attribution() if entry.attribution is not None else None
+
+
+def cache_dir(cfg: DataConfig) -> Path:
+    """The cache root: the config's, else $RELSPACE_CACHE, else ~/.cache/relspace."""
+    root = cfg.cache_dir or os.environ.get("RELSPACE_CACHE") or Path.home() / ".cache" / "relspace"
+    path = Path(root).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def captions(ds: Any, lang: str) -> list[str]:
+    """Every item's caption in ``lang`` ("" where it has none).
+
+    The one place that reads captions by language: the ``captions`` struct holds every configured
+    language, the primary one included, so no caller has to know which column the primary lives in.
+    """
+    return [(c or {}).get(lang) or "" for c in ds["captions"]]
+
+
+def load_data(cfg: DataConfig) -> datasets.Dataset:
+    """Load the configured source and check the columns and ids every later stage relies on."""
+    ds = SOURCES.get(cfg.source).load(cfg)
+    missing = [c for c in REQUIRED_COLUMNS if c not in ds.column_names]
+    if missing:
+        raise ValueError(f"data source {cfg.source!r} lacks columns {missing}")
+    if cfg.limit is not None and cfg.limit < len(ds):
+        import numpy as np
+
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(ds), cfg.limit, replace=False))
+        ds = ds.select(keep.tolist())
+    validate(ds, cfg.languages)
+    logger.info("loaded %d items from %s", len(ds), cfg.source)
+    return ds
+
+
+def validate(ds: datasets.Dataset, languages: Sequence[str]) -> None:
+    """Refuse duplicate or empty ids and empty primary captions, naming the first offending item."""
+    ids = ds["id"]
+    seen: set[str] = set()
+    for i, item_id in enumerate(ids):
+        if not isinstance(item_id, str) or not item_id.strip():
+            raise ValueError(f"row {i}: empty or non-string id {item_id!r}")
+        if item_id in seen:
+            raise ValueError(f"duplicate id {item_id!r} (row {i})")
+        seen.add(item_id)
+    for item_id, caption in zip(ids, captions(ds, languages[0])):
+        if not caption.strip():
+            raise ValueError(f"item {item_id!r}: empty caption in the primary language {languages[0]!r}")

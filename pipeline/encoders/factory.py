@@ -1,0 +1,68 @@
+"""Building encoders from spec strings: aliases resolve to ``scheme:body``, schemes to a registered factory."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+# The built-in schemes and aliases register themselves on import; their heavy libraries load lazily.
+from . import aliases, onnx_text, openclip, st, timm_image  # noqa: F401
+from .base import ALIASES, MODALITIES, SCHEMES, Encoder, Modality
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+logger = logging.getLogger(__name__)
+
+
+def list_encoders() -> dict[str, list[str]]:
+    """The registered schemes and aliases."""
+    return {"schemes": SCHEMES.names(), "aliases": ALIASES.names()}
+
+
+def resolve_spec(spec: str) -> str:
+    """Expand an alias to its full ``scheme:body`` spec; other specs are returned unchanged."""
+    return ALIASES.get(spec)[0]() if spec in ALIASES else spec
+
+
+def create_encoder(spec: str, modality: Modality, device: str | None = None) -> Encoder:
+    """Build the encoder named by ``spec`` for ``modality``.
+
+    Args:
+        spec: ``"<scheme>:<body>"`` (for example ``"st:all-MiniLM-L6-v2"``) or a bundled alias.
+        modality: ``"text"`` or ``"image"``; two-tower schemes such as open_clip pick their tower by it.
+        device: torch device; ``None`` picks CUDA when available.
+
+    Returns:
+        An :class:`Encoder` whose ``spec`` is the string given, so that manifests stay portable.
+    """
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+    full = spec
+    if spec in ALIASES:
+        resolve, modalities = ALIASES.get(spec)
+        if modality not in modalities:
+            raise ValueError(f"encoder alias {spec!r} embeds {'/'.join(modalities)}, not {modality}")
+        full = resolve()
+    scheme, sep, body = full.partition(":")
+    if not sep or scheme not in SCHEMES:
+        known = ", ".join([f"{s}:..." for s in SCHEMES.names()] + ALIASES.names())
+        raise ValueError(f"unknown encoder {spec!r}; known schemes and aliases: {known}")
+    enc = SCHEMES.get(scheme)(body, modality, device or default_device())
+    enc.spec = spec
+    logger.info("loaded %s encoder %s (dim %d)", modality, spec, enc.dim)
+    return enc
+
+
+def make_encoder(cfg: Config, modality: Modality, spec: str | None = None, device: str | None = None) -> Encoder:
+    """The configured encoder of ``modality`` (or ``spec`` instead), with the config's device and workers."""
+    enc = create_encoder(spec or getattr(cfg, f"{modality}_encoder"), modality, device or cfg.device)
+    if cfg.num_workers is not None and enc.modality == "image":
+        enc.num_workers = cfg.num_workers
+    return enc
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
