@@ -17,17 +17,30 @@ from .relative import l2_normalize
 
 logger = logging.getLogger(__name__)
 
-# selector(n_items, count, rng, features) -> indices; features may be None for strategies that need none.
+# selector(n_items, count, rng, features) -> indices; features is None for strategies that need none.
 Selector = Callable[[int, int, np.random.Generator, "np.ndarray | None"], np.ndarray]
-SELECTORS: Registry[Selector] = Registry("anchor strategy")
-NEEDS_FEATURES: set[str] = set()
+
+
+@dataclass(frozen=True)
+class SelectorEntry:
+    """A registered strategy, and whether it needs item features (the one place that decides it)."""
+
+    select: Selector
+    needs_features: bool
+
+
+SELECTORS: Registry[SelectorEntry] = Registry("anchor strategy")
+Features = np.ndarray | Callable[[], np.ndarray]  # the features, or a function that computes them on demand
 
 
 def register_selector(name: str, needs_features: bool = False) -> Callable[[Selector], Selector]:
     """Register ``selector(n_items, count, rng, features) -> indices``; say if it needs item features."""
-    if needs_features:
-        NEEDS_FEATURES.add(name)
-    return SELECTORS.register(name)
+
+    def deco(select: Selector) -> Selector:
+        SELECTORS.add(name, SelectorEntry(select, needs_features))
+        return select
+
+    return deco
 
 
 def list_selectors() -> list[str]:
@@ -35,7 +48,7 @@ def list_selectors() -> list[str]:
 
 
 def select_anchors(
-    n_items: int, count: int, *, strategy: str = "random", seed: int = 0, features: np.ndarray | None = None
+    n_items: int, count: int, *, strategy: str = "random", seed: int = 0, features: Features | None = None
 ) -> np.ndarray:
     """Choose ``count`` distinct item indices to serve as anchors.
 
@@ -44,17 +57,21 @@ def select_anchors(
         count: how many anchors to choose.
         strategy: a registered selector name (see :func:`list_selectors`).
         seed: seeds the selector, so that a split can be reproduced.
-        features: (n_items, d) vectors for geometry-aware strategies (kmeans, fps, stratified).
+        features: (n_items, d) vectors for geometry-aware strategies (kmeans, fps, stratified), or a
+            function computing them: it is called only if the strategy needs features.
 
     Returns:
         Sorted int64 indices.
     """
-    select = SELECTORS.get(strategy)
+    entry = SELECTORS.get(strategy)
     if not 2 <= count <= n_items:
         raise ValueError(f"cannot choose {count} anchors from {n_items} items (need 2 <= count <= items)")
-    if strategy in NEEDS_FEATURES and features is None:
-        raise ValueError(f"anchor strategy {strategy!r} needs item features")
-    idx = select(n_items, count, np.random.default_rng(seed), features)
+    feats = None
+    if entry.needs_features:
+        if features is None:
+            raise ValueError(f"anchor strategy {strategy!r} needs item features")
+        feats = features() if callable(features) else features
+    idx = entry.select(n_items, count, np.random.default_rng(seed), feats)
     idx = np.unique(np.asarray(idx, dtype=np.int64))
     assert len(idx) == count, f"selector {strategy} returned {len(idx)} anchors, expected {count}"
     return idx

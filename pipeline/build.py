@@ -127,7 +127,7 @@ def _anchors(
                   for lang in languages}
         return anchors, a_image, a_text
     idx = select_anchors(len(ds), cfg.anchors.count, strategy=cfg.anchors.strategy, seed=cfg.anchors.seed,
-                         features=selection_features(x_image, x_text[languages[0]]))
+                         features=lambda: selection_features(x_image, x_text[languages[0]]))
     anchors = AnchorSet.from_dataset(ds, idx, languages)
     return anchors, x_image[idx], {lang: x[idx] for lang, x in x_text.items()}
 

@@ -143,8 +143,8 @@ def cross_space(x1: np.ndarray, x2: np.ndarray, anchor_idx: np.ndarray, cfg: Con
 
 def anchor_split(emb: Embeddings, cfg: Config, count: int, seed: int) -> np.ndarray:
     """Anchor indices for one seed; every other item is the gallery, so the split is always disjoint."""
-    feats = selection_features(emb.image, emb.text) if cfg.anchors.strategy != "random" else None
-    return select_anchors(len(emb.ids), count, strategy=cfg.anchors.strategy, seed=seed, features=feats)
+    return select_anchors(len(emb.ids), count, strategy=cfg.anchors.strategy, seed=seed,
+                          features=lambda: selection_features(emb.image, emb.text))
 
 
 def evaluate_split(
