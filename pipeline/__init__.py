@@ -9,6 +9,7 @@ from .version import __version__
 __all__ = [
     "Config",
     "Hit",
+    "IndexMismatchError",
     "Retriever",
     "__version__",
     "create_encoder",
@@ -22,6 +23,7 @@ __all__ = [
 _LAZY = {
     "Retriever": "pipeline.retriever",
     "Hit": "pipeline.retriever",
+    "IndexMismatchError": "pipeline.manifest",
     "Config": "pipeline.config",
     "load_config": "pipeline.config",
     "create_encoder": "pipeline.encoders",
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from .config import Config, load_config
     from .encoders import create_encoder, list_encoders
     from .evaluate import evaluate
+    from .manifest import IndexMismatchError
     from .methods import list_methods
     from .retriever import Hit, Retriever
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .index import hash_arrays
+from .hashing import hash_arrays
 from .registry import Registry
 from .relative import l2_normalize
 

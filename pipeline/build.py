@@ -12,16 +12,18 @@ from typing import Any
 
 import numpy as np
 
-from .version import __version__
 from .anchors import AnchorSet, select_anchors, selection_features
 from .config import Config
 from .data import cache_dir, captions, load_data
 from .embed import embed_dataset
 from .encoders import Encoder, make_encoder
-from .encoders.base import MODALITIES
-from .index import MANIFEST, Manifest, atomic_directory, build_faiss, write_faiss
-from .layout import ANCHORS, CONFIG, PROJECTORS, THUMBNAILS, index_file, items_file, text_encoder_key, text_space
+from .files import atomic_directory
+from .index import build_faiss, write_faiss
+from .layout import ANCHORS, CONFIG, PROJECTORS, THUMBNAILS, index_file, items_file
+from .manifest import MANIFEST, Manifest
 from .relative import RelativeProjector, save_projectors
+from .spaces import IMAGE, MODALITIES, SpaceKey
+from .version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -37,22 +39,23 @@ def timed(stage: str) -> Iterator[None]:
     logger.info("%s took %.1f s", stage, time.perf_counter() - t0)
 
 
-def load_encoders(cfg: Config, device: str | None) -> dict[str, Encoder]:
-    """Encoders by manifest key: "image", "text", and "text:<lang>" for per-language overrides."""
-    encoders = {m: make_encoder(cfg, m, device=device) for m in MODALITIES}
+def load_encoders(cfg: Config, device: str | None) -> dict[SpaceKey, Encoder]:
+    """Encoders by manifest key: one per modality, plus ``text:<lang>`` for per-language overrides."""
+    encoders = {SpaceKey(m): make_encoder(cfg, m, device=device) for m in MODALITIES}
     for lang, spec in cfg.text_encoders.items():
         if lang not in cfg.data.languages:
             raise ValueError(f"text_encoders names language {lang!r}, which is not in data.languages "
                              f"{cfg.data.languages}")
-        encoders[text_encoder_key(lang)] = make_encoder(cfg, "text", spec, device)
+        encoders[SpaceKey.text(lang)] = make_encoder(cfg, "text", spec, device)
     return encoders
 
 
-def text_encoder_for(encoders: dict[str, Encoder], lang: str) -> Encoder:
-    return encoders.get(text_encoder_key(lang), encoders["text"])
+def encoder_for(encoders: dict[SpaceKey, Encoder], space: SpaceKey) -> Encoder:
+    """The encoder of a space: its own if it has one, else its modality's shared encoder."""
+    return encoders.get(space) or encoders[space.shared]
 
 
-def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[str, Encoder]:
+def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[SpaceKey, Encoder]:
     """Write a complete index for ``cfg`` to ``out``; returns the encoders so callers can reuse them."""
     languages = cfg.data.languages
     with timed("loading data"):
@@ -60,22 +63,22 @@ def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[st
     encoders = load_encoders(cfg, device)
     cache = cache_dir(cfg.data) / "embeddings"
     with timed("embedding images"):
-        x_image = embed_dataset(ds, encoders["image"], batch_size=cfg.batch_size, cache=cache)
+        x_image = embed_dataset(ds, encoders[IMAGE], batch_size=cfg.batch_size, cache=cache)
     with timed("embedding captions"):
         x_text = {
-            lang: embed_dataset(ds, text_encoder_for(encoders, lang), lang=lang, batch_size=cfg.batch_size,
-                                cache=cache)
+            lang: embed_dataset(ds, encoder_for(encoders, SpaceKey.text(lang)), lang=lang,
+                                batch_size=cfg.batch_size, cache=cache)
             for lang in languages
         }
 
     with timed("anchors"):
         anchors, a_image, a_text = _anchors(cfg, ds, encoders, x_image, x_text)
-    projectors = {"image": RelativeProjector(cfg.projector).fit(a_image)}
-    projectors.update({text_space(lang): RelativeProjector(cfg.projector).fit(a_text[lang]) for lang in languages})
+    projectors = {IMAGE: RelativeProjector(cfg.projector).fit(a_image)}
+    projectors.update({SpaceKey.text(lang): RelativeProjector(cfg.projector).fit(a_text[lang]) for lang in languages})
 
     with timed("projecting"):
-        r_image = projectors["image"].transform(x_image)
-        r_text = [projectors[text_space(lang)].transform(x_text[lang]) for lang in languages]
+        r_image = projectors[IMAGE].transform(x_image)
+        r_text = [projectors[SpaceKey.text(lang)].transform(x_text[lang]) for lang in languages]
     with timed("building FAISS"):
         indexes = {
             "image": build_faiss(r_image, cfg.index.factory, cfg.index.train_size, cfg.anchors.seed),
@@ -83,12 +86,12 @@ def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[st
         }
     n = len(ds)
     lang_ranges = {lang: [i * n, (i + 1) * n] for i, lang in enumerate(languages)}
-    infos = {m: e.info.to_dict() for m, e in encoders.items()}
+    infos = {str(key): e.info.to_dict() for key, e in encoders.items()}
     manifest = Manifest(
         encoders=infos,
         stored_by=infos,
         anchors={"hash": anchors.hash, "count": len(anchors), "strategy": cfg.anchors.strategy,
-                 "spaces": list(projectors)},
+                 "spaces": [str(key) for key in projectors]},
         projector=dict(vars(cfg.projector)),
         faiss={"factory": cfg.index.factory, "metric": "inner_product", "normalized": True},
         counts={"items": n, "image": indexes["image"].ntotal, "text": indexes["text"].ntotal,
@@ -112,7 +115,7 @@ def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[st
 
 
 def _anchors(
-    cfg: Config, ds: Any, encoders: dict[str, Encoder], x_image: np.ndarray, x_text: dict[str, np.ndarray]
+    cfg: Config, ds: Any, encoders: dict[SpaceKey, Encoder], x_image: np.ndarray, x_text: dict[str, np.ndarray]
 ) -> tuple[AnchorSet, np.ndarray, dict[str, np.ndarray]]:
     """The anchor set and its absolute embeddings per modality (and per caption language)."""
     languages = cfg.data.languages
@@ -121,9 +124,9 @@ def _anchors(
         missing = [lang for lang in languages if lang not in anchors.captions]
         if missing:
             raise ValueError(f"anchor file {cfg.anchors.path} has no captions in {missing}")
-        a_image = encoders["image"].encode(anchors.images, batch_size=cfg.batch_size, ids=anchors.ids)
-        a_text = {lang: text_encoder_for(encoders, lang).encode(anchors.captions[lang], batch_size=cfg.batch_size,
-                                                                 ids=anchors.ids)
+        a_image = encoders[IMAGE].encode(anchors.images, batch_size=cfg.batch_size, ids=anchors.ids)
+        a_text = {lang: encoder_for(encoders, SpaceKey.text(lang)).encode(
+                      anchors.captions[lang], batch_size=cfg.batch_size, ids=anchors.ids)
                   for lang in languages}
         return anchors, a_image, a_text
     idx = select_anchors(len(ds), cfg.anchors.count, strategy=cfg.anchors.strategy, seed=cfg.anchors.seed,

@@ -92,7 +92,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import Retriever
     from .config import load_config
-    from .index import Manifest
+    from .manifest import Manifest
 
     cfg = load_config(args.config)
     out = Path(args.out) if args.out else Path("indexes") / cfg.name

@@ -10,7 +10,7 @@ import numpy as np
 
 from .data import captions
 from .encoders import Encoder
-from .index import hash_arrays
+from .hashing import hash_arrays
 
 logger = logging.getLogger(__name__)
 

@@ -17,12 +17,3 @@ def items_file(modality: str) -> str:
     """Metadata rows aligned with the FAISS ids of one modality."""
     return f"{modality}_items.parquet"
 
-
-def text_space(lang: str) -> str:
-    """Projector name for text in ``lang``: each language has its own anchor captions."""
-    return f"text:{lang}"
-
-
-def text_encoder_key(lang: str) -> str:
-    """Manifest key of a per-language text encoder; languages without one use the ``"text"`` entry."""
-    return f"text:{lang}"

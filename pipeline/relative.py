@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from .config import ProjectorConfig
 
 logger = logging.getLogger(__name__)
+K = TypeVar("K")  # a projector's name: a string or a SpaceKey, written as str()
 
 # Rows are projected in chunks so that a million-item transform never holds n x m float64 at once.
 CHUNK = 16_384
@@ -169,20 +171,20 @@ class RelativeProjector:
         return p
 
 
-def save_projectors(path: str | Path, projectors: dict[str, RelativeProjector]) -> None:
-    """Write several projectors (keyed by space name) into one safetensors file."""
+def save_projectors(path: str | Path, projectors: Mapping[Any, RelativeProjector]) -> None:
+    """Write several projectors (keyed by space name, e.g. a ``SpaceKey``) into one safetensors file."""
     from safetensors.numpy import save_file
 
     tensors: dict[str, np.ndarray] = {}
     for name, p in projectors.items():
-        tensors.update({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in p.state(name).items()})
+        tensors.update({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in p.state(str(name)).items()})
     save_file(tensors, str(path))
 
 
-def load_projectors(path: str | Path, names: list[str], options: ProjectorConfig) -> dict[str, RelativeProjector]:
+def load_projectors(path: str | Path, names: Sequence[K], options: ProjectorConfig) -> dict[K, RelativeProjector]:
     """Read projectors written by :func:`save_projectors` (safetensors: no code is executed)."""
     from safetensors.numpy import load_file
 
     state = load_file(str(path))
-    return {n: RelativeProjector.from_state(state, n, options) for n in names}
+    return {n: RelativeProjector.from_state(state, str(n), options) for n in names}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from dataclasses import asdict, dataclass, field
@@ -11,12 +12,15 @@ from typing import Any
 import numpy as np
 
 from .anchors import AnchorSet
-from .config import Config, load_config
+from .build import build_index
+from .config import Config, ProjectorConfig, from_dict, load_config
 from .encoders import Encoder, create_encoder
-from .encoders.base import MODALITIES
-from .index import MANIFEST, Manifest, atomic_directory, link_tree, read_faiss, search_faiss
-from .layout import PROJECTORS, THUMBNAILS, index_file, items_file, text_encoder_key, text_space
-from .relative import RelativeProjector, load_projectors
+from .files import atomic_directory, link_tree
+from .index import read_faiss, search_faiss
+from .layout import ANCHORS, PROJECTORS, THUMBNAILS, index_file, items_file
+from .manifest import MANIFEST, Manifest
+from .relative import RelativeProjector, load_projectors, save_projectors
+from .spaces import IMAGE, MODALITIES, SpaceKey
 
 logger = logging.getLogger(__name__)
 
@@ -50,17 +54,17 @@ class Retriever:
         self,
         index_dir: Path,
         manifest: Manifest,
-        projectors: dict[str, RelativeProjector],
+        projectors: dict[SpaceKey, RelativeProjector],
         indexes: dict[str, Any],
         items: dict[str, Any],
         *,
-        encoders: dict[str, Encoder] | None = None,
+        encoders: dict[SpaceKey, Encoder] | None = None,
         device: str | None = None,
     ):
         self.index_dir, self.manifest, self.projectors = index_dir, manifest, projectors
         self.indexes, self.items = indexes, items
         self.device = device
-        self._encoders: dict[str, Encoder] = dict(encoders or {})
+        self._encoders: dict[SpaceKey, Encoder] = dict(encoders or {})
         self._row_of_id: dict[str, int] | None = None
         self._thumbnails: Any = None
         self._load_lock = threading.Lock()
@@ -84,8 +88,6 @@ class Retriever:
         Returns:
             The loaded Retriever for the new index.
         """
-        from .build import build_index
-
         cfg = load_config(config)
         out = Path(out_dir) if out_dir is not None else Path("indexes") / cfg.name
         encoders = build_index(cfg, out, device=device or cfg.device)
@@ -100,7 +102,7 @@ class Retriever:
         image_encoder: str | None = None,
         anchors: str | Path | None = None,
         device: str | None = None,
-        _encoders: dict[str, Encoder] | None = None,
+        _encoders: dict[SpaceKey, Encoder] | None = None,
     ) -> Retriever:
         """Open an index directory.
 
@@ -122,14 +124,12 @@ class Retriever:
                 manifest.check(modality, spec=spec)
         if anchors is not None:
             manifest.check_anchors(AnchorSet.load(anchors).hash)
-        from .config import ProjectorConfig, from_dict
-
         options = from_dict(ProjectorConfig, manifest.projector, f"{index_dir}/manifest.json", "projector.")
-        projectors = load_projectors(index_dir / PROJECTORS, manifest.anchors["spaces"], options)
-        for name, p in projectors.items():
-            rec = manifest.encoders[_encoder_key(manifest, name)]
+        projectors = load_projectors(index_dir / PROJECTORS, manifest.spaces, options)
+        for space, p in projectors.items():
+            rec = manifest.encoders[str(manifest.encoder_key(space))]
             if p.dim != rec["dim"]:
-                raise ValueError(f"{index_dir}: projector {name!r} reads dim {p.dim}, but its encoder "
+                raise ValueError(f"{index_dir}: projector {str(space)!r} reads dim {p.dim}, but its encoder "
                                  f"{rec['spec']!r} has dim {rec['dim']}")
         import pyarrow.parquet as pq
 
@@ -147,17 +147,17 @@ class Retriever:
     @property
     def languages(self) -> list[str]:
         """Languages whose anchor captions can project a text query."""
-        return [s.split(":", 1)[1] for s in self.projectors if s.startswith("text:")]
+        return [s.lang for s in self.projectors if s.lang is not None]
 
     def encoder(self, modality: str, lang: str | None = None) -> Encoder:
         """The query encoder of ``modality`` (and text ``lang``), loaded on first use and checked."""
-        key = _encoder_key(self.manifest, text_space(lang) if modality == "text" and lang else modality)
+        key = self.manifest.encoder_key(SpaceKey.text(lang) if modality == "text" and lang else SpaceKey(modality))
         if key not in self._encoders:
             with self._load_lock:  # concurrent first queries (a server) must load a model once, not twice
                 if key not in self._encoders:
-                    rec = self.manifest.encoders[key]
+                    rec = self.manifest.encoders[str(key)]
                     enc = create_encoder(rec["spec"], modality, self.device)
-                    self.manifest.check(key, spec=enc.spec, dim=enc.dim)
+                    self.manifest.check(str(key), spec=enc.spec, dim=enc.dim)
                     self._encoders[key] = enc
         return self._encoders[key]
 
@@ -168,12 +168,12 @@ class Retriever:
         if text is not None:
             texts = [text] if isinstance(text, str) else list(text)
             lang = lang or self.languages[0]
-            if text_space(lang) not in self.projectors:
+            if SpaceKey.text(lang) not in self.projectors:
                 raise ValueError(f"no anchor captions in language {lang!r}; this index has {self.languages}")
             vecs = self.encoder("text", lang).encode(texts, show_progress=False)
-            return self.projectors[text_space(lang)].transform(vecs)
+            return self.projectors[SpaceKey.text(lang)].transform(vecs)
         images = image if isinstance(image, list) else [image]
-        return self.projectors["image"].transform(self.encoder("image").encode(images, show_progress=False))
+        return self.projectors[IMAGE].transform(self.encoder("image").encode(images, show_progress=False))
 
     def search(
         self,
@@ -262,11 +262,6 @@ class Retriever:
         Returns:
             self, now querying with the new encoder.
         """
-        import copy
-
-        from .layout import ANCHORS
-        from .relative import save_projectors
-
         if modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
         if lang is not None and (modality != "text" or lang not in self.languages):
@@ -274,23 +269,21 @@ class Retriever:
         anchors = AnchorSet.load(self.index_dir / ANCHORS)
         self.manifest.check_anchors(anchors.hash)  # the anchor file must be the one the index was built on
         enc = create_encoder(encoder, modality, self.device)
-        if modality == "image":
-            spaces, key = ["image"], "image"
-        elif lang is not None:
-            spaces, key = [text_space(lang)], text_encoder_key(lang)
-        else:  # the shared text encoder: every language without an encoder of its own
-            spaces = [text_space(x) for x in self.languages if text_encoder_key(x) not in self.manifest.encoders]
-            key = "text"
-        options = self.projectors["image"].options
+        key = SpaceKey.text(lang) if lang is not None else SpaceKey(modality)
+        # The shared encoder serves every space of its modality that has no encoder of its own.
+        spaces = [s for s in self.projectors if s == key or (key.lang is None and s.modality == modality
+                                                              and self.manifest.encoder_key(s) == key)]
+        options = self.projectors[IMAGE].options
         new = {}
         for space in spaces:
-            items = anchors.images if space == "image" else anchors.captions[space.split(":", 1)[1]]
+            items = anchors.images if space.modality == "image" else anchors.captions[space.lang]
             new[space] = RelativeProjector(options).fit(enc.encode(items, ids=anchors.ids))
         projectors = {**self.projectors, **new}
         manifest = copy.deepcopy(self.manifest)  # published only once the directory is swapped in
-        old = manifest.encoders.get(key, manifest.encoders[modality])
-        manifest.encoders[key] = enc.info.to_dict()
-        manifest.history.append({"modality": key, "from": old["spec"], "to": enc.spec, "anchors": len(anchors)})
+        old = manifest.encoders[str(manifest.encoder_key(key))]
+        manifest.encoders[str(key)] = enc.info.to_dict()
+        manifest.history.append({"modality": str(key), "from": old["spec"], "to": enc.spec,
+                                 "anchors": len(anchors)})
         with atomic_directory(self.index_dir) as tmp:
             link_tree(self.index_dir, tmp, skip={PROJECTORS, MANIFEST})
             save_projectors(tmp / PROJECTORS, projectors)
@@ -326,7 +319,3 @@ class Retriever:
         counts = {m: self.indexes[m].ntotal for m in MODALITIES}
         return f"Retriever({str(self.index_dir)!r}, encoders={enc}, counts={counts})"
 
-
-def _encoder_key(manifest: Manifest, space: str) -> str:
-    """The manifest encoder entry that serves a projector space: a language's own, else its modality's."""
-    return space if space in manifest.encoders else space.split(":", 1)[0]

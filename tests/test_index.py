@@ -7,15 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.index import (
-    IndexMismatchError,
-    Manifest,
-    atomic_directory,
-    build_faiss,
-    read_faiss,
-    search_faiss,
-    write_faiss,
-)
+from pipeline.files import atomic_directory
+from pipeline.index import build_faiss, read_faiss, search_faiss, write_faiss
+from pipeline.manifest import IndexMismatchError, Manifest
 from pipeline.relative import l2_normalize
 
 RNG = np.random.default_rng(1)

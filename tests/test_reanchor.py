@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import Retriever
 from pipeline.cli import main
-from pipeline.index import IndexMismatchError
+from pipeline.manifest import IndexMismatchError
 
 
 @pytest.fixture()

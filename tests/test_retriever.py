@@ -13,7 +13,7 @@ import pipeline
 from pipeline import Hit, Retriever
 from pipeline.anchors import AnchorSet
 from pipeline.config import ProjectorConfig
-from pipeline.index import IndexMismatchError
+from pipeline.manifest import IndexMismatchError
 
 from .conftest import SMALL_ANCHORS, SMALL_ITEMS
 

@@ -6,17 +6,18 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from ..progress import progress
 from ..registry import Registry
+from ..spaces import MODALITIES, Modality
+
+__all__ = ["ALIASES", "MODALITIES", "SCHEMES", "Encoder", "EncoderInfo", "Modality", "TextEncoder", "check_texts",
+           "register_alias", "register_encoder"]
 
 logger = logging.getLogger(__name__)
-
-Modality = Literal["text", "image"]
-MODALITIES: tuple[Modality, ...] = ("text", "image")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,54 @@
+"""File-system helpers for index directories: atomic directory swaps and hard-linked copies."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling directory that replaces ``out_dir`` only if the block succeeds.
+
+    A failed build leaves any previous index untouched; a successful one swaps in with renames on
+    the same filesystem, so readers see either the old directory or the new one.
+    """
+    out = Path(out_dir).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        for f in tmp.iterdir():  # make new file contents durable before the rename publishes them
+            if f.is_file() and f.stat().st_nlink == 1:  # hard links share an already published inode
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.rmdir(old)
+            os.rename(out, old)
+        os.rename(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def link_tree(src: str | Path, dst: str | Path, skip: set[str] = frozenset()) -> None:
+    """Hard-link (or copy, across filesystems) every file of ``src`` into ``dst`` except ``skip``.
+
+    Index files are never modified in place, so sharing their inodes between the old and the new
+    directory is safe and costs no copy of the vectors.
+    """
+    for f in Path(src).iterdir():
+        if f.name in skip or not f.is_file():
+            continue
+        try:
+            os.link(f, Path(dst) / f.name)
+        except OSError:
+            shutil.copy2(f, Path(dst) / f.name)

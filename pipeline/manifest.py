@@ -1,0 +1,81 @@
+"""``manifest.json``: what made an index, and what a query side must match to use it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .spaces import SpaceKey
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class IndexMismatchError(ValueError):
+    """An index does not fit the encoders or anchors it is asked to work with; the message says what differs."""
+
+
+@dataclass
+class Manifest:
+    """What made an index, and what a query side must match to use it (``manifest.json``)."""
+
+    encoders: dict[str, dict[str, Any]]  # modality -> EncoderInfo dict of the encoder that may query it
+    anchors: dict[str, Any]  # {"hash": sha256 of the anchor set, "count": m}
+    projector: dict[str, Any]  # ProjectorConfig options
+    faiss: dict[str, Any]  # {"factory": ..., "metric": "inner_product"}
+    counts: dict[str, Any]  # vectors stored per modality, items, and each language's row range in text.faiss
+    package_version: str  # relspace version that wrote it
+    config: dict[str, Any] = field(default_factory=dict)  # the full config that built it
+    stored_by: dict[str, dict[str, Any]] = field(default_factory=dict)  # modality -> encoder of the stored vectors
+    history: list[dict[str, Any]] = field(default_factory=list)  # re-anchoring events, oldest first
+    format_version: int = FORMAT_VERSION  # bumped when the directory layout changes
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False, default=str)
+
+    @classmethod
+    def read(cls, index_dir: str | Path) -> Manifest:
+        path = Path(index_dir) / MANIFEST
+        if not path.is_file():
+            raise FileNotFoundError(f"{index_dir} is not a relspace index: {MANIFEST} is missing")
+        data = json.loads(path.read_text())
+        if data.get("format_version") != FORMAT_VERSION:
+            raise IndexMismatchError(
+                f"{path}: index format version {data.get('format_version')} is not the supported "
+                f"{FORMAT_VERSION}; rebuild the index with this relspace"
+            )
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def spaces(self) -> list[SpaceKey]:
+        """The relative spaces the index holds a projector for."""
+        return [SpaceKey.parse(s) for s in self.anchors["spaces"]]
+
+    def encoder_key(self, space: SpaceKey) -> SpaceKey:
+        """The encoder entry that serves ``space``: a language's own encoder, else its modality's shared one."""
+        return space if str(space) in self.encoders else space.shared
+
+    def check(self, modality: str, spec: str | None = None, dim: int | None = None) -> None:
+        """Refuse a query encoder that differs from the one the index was built with, saying how."""
+        rec = self.encoders.get(modality)
+        if rec is None:
+            raise IndexMismatchError(f"the index has no {modality} encoder")
+        if spec is not None and spec != rec["spec"]:
+            raise IndexMismatchError(
+                f"{modality} encoder mismatch: the index was built with {rec['spec']!r}, the query uses "
+                f"{spec!r}; relative vectors from different encoders are not comparable without re-anchoring"
+            )
+        if dim is not None and dim != rec["dim"]:
+            raise IndexMismatchError(
+                f"{modality} encoder dim mismatch: the index expects {rec['dim']}, the encoder gives {dim}"
+            )
+
+    def check_anchors(self, anchor_hash: str) -> None:
+        if anchor_hash != self.anchors["hash"]:
+            raise IndexMismatchError(
+                f"anchor set mismatch: the index was built on anchors {self.anchors['hash'][:12]}… "
+                f"({self.anchors['count']} anchors), the query side uses {anchor_hash[:12]}…"
+            )
