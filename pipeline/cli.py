@@ -127,12 +127,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_reanchor(args: argparse.Namespace) -> int:
     from . import Retriever
 
+    swaps = [(m, spec) for m, spec in (("text", args.text_encoder), ("image", args.image_encoder)) if spec]
+    if not swaps:
+        raise ValueError("name the new encoder: --text-encoder SPEC and/or --image-encoder SPEC")
     r = Retriever.load(args.index_dir, device=args.device)
-    for modality, spec in (("text", args.text_encoder), ("image", args.image_encoder)):
-        if spec:
-            r.swap_encoder(modality, spec, lang=args.lang if modality == "text" else None)
-            print(f"re-anchored {modality}: now queried with {spec} ({r.manifest.anchors['count']} anchors "
-                  f"re-embedded; {r.manifest.counts[modality]} stored vectors unchanged)")
+    for i, (modality, spec) in enumerate(swaps):
+        # The first swap writes the destination; a second one rewrites that new index in place.
+        r = r.swap_encoder(modality, spec, lang=args.lang if modality == "text" else None,
+                           out=args.out if i == 0 else None, in_place=args.in_place or i > 0)
+        print(f"re-anchored {modality} of {r.index_dir}: now queried with {spec} ({r.manifest.anchors['count']} "
+              f"anchors re-embedded; {r.manifest.counts[modality]} stored vectors unchanged)")
     return 0
 
 
@@ -200,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--text-encoder", default=None, help="new text encoder spec")
     s.add_argument("--image-encoder", default=None, help="new image encoder spec")
     s.add_argument("--lang", default=None, help="swap only this language's text encoder")
+    dest = s.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--out", default=None, help="write the re-anchored index here (the original stays usable)")
+    dest.add_argument("--in-place", action="store_true",
+                      help="rewrite INDEX_DIR itself; its old encoder can no longer query it")
     s.set_defaults(fn=cmd_reanchor)
 
     s = sub.add_parser("serve", help="serve an index over HTTP with a search page")

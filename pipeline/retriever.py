@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 from dataclasses import asdict, dataclass, field
@@ -15,11 +14,11 @@ from .anchors import AnchorSet
 from .build import build_index
 from .config import Config, ProjectorConfig, from_dict, load_config
 from .encoders import Encoder, create_encoder
-from .files import atomic_directory, link_tree
 from .index import read_faiss, search_faiss
-from .layout import ANCHORS, PROJECTORS, THUMBNAILS, index_file, items_file
-from .manifest import MANIFEST, Manifest
-from .relative import RelativeProjector, load_projectors, save_projectors
+from .layout import PROJECTORS, THUMBNAILS, index_file, items_file
+from .manifest import Manifest
+from .reanchor import destination, reanchor
+from .relative import RelativeProjector, load_projectors
 from .spaces import IMAGE, MODALITIES, SpaceKey
 
 logger = logging.getLogger(__name__)
@@ -245,52 +244,36 @@ class Retriever:
 
     # -- re-anchoring -----------------------------------------------------------------------------------
 
-    def swap_encoder(self, modality: str, encoder: str, *, lang: str | None = None) -> Retriever:
-        """Replace the query encoder of ``modality`` by re-embedding the anchors alone.
-
-        The stored relative vectors stay as they are: a query embedded by the new encoder and projected
-        onto the same anchors (embedded by that encoder) lands in the same relative space. The cost is
-        one pass of the new encoder over the anchors, whatever the corpus size. The index directory is
-        updated atomically; unchanged files are hard-linked, not copied.
+    def swap_encoder(
+        self,
+        modality: str,
+        encoder: str,
+        *,
+        lang: str | None = None,
+        out: str | Path | None = None,
+        in_place: bool = False,
+    ) -> Retriever:
+        """Replace the query encoder of ``modality`` by re-embedding the anchors alone (see :mod:`.reanchor`).
 
         Args:
             modality: ``"text"`` or ``"image"``.
             encoder: the new encoder's spec.
             lang: for text, swap only this language's encoder (e.g. a dedicated Japanese model); by
                 default every language served by the shared text encoder is re-anchored.
+            out: write the re-anchored index here; this index stays as it was.
+            in_place: rewrite this index instead (its old encoder can no longer query it).
 
         Returns:
-            self, now querying with the new encoder.
+            A Retriever on the re-anchored index (``self``, updated, when in place).
         """
-        if modality not in MODALITIES:
-            raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
-        if lang is not None and (modality != "text" or lang not in self.languages):
-            raise ValueError(f"lang={lang!r} needs modality 'text' and one of the index's languages {self.languages}")
-        anchors = AnchorSet.load(self.index_dir / ANCHORS)
-        self.manifest.check_anchors(anchors.hash)  # the anchor file must be the one the index was built on
-        enc = create_encoder(encoder, modality, self.device)
+        dest = destination(self.index_dir, out, in_place)
+        manifest, projectors, enc = reanchor(self.index_dir, self.manifest, self.projectors, modality, encoder, dest,
+                                             lang=lang, device=self.device)
         key = SpaceKey.text(lang) if lang is not None else SpaceKey(modality)
-        # The shared encoder serves every space of its modality that has no encoder of its own.
-        spaces = [s for s in self.projectors if s == key or (key.lang is None and s.modality == modality
-                                                              and self.manifest.encoder_key(s) == key)]
-        options = self.projectors[IMAGE].options
-        new = {}
-        for space in spaces:
-            items = anchors.images if space.modality == "image" else anchors.captions[space.lang]
-            new[space] = RelativeProjector(options).fit(enc.encode(items, ids=anchors.ids))
-        projectors = {**self.projectors, **new}
-        manifest = copy.deepcopy(self.manifest)  # published only once the directory is swapped in
-        old = manifest.encoders[str(manifest.encoder_key(key))]
-        manifest.encoders[str(key)] = enc.info.to_dict()
-        manifest.history.append({"modality": str(key), "from": old["spec"], "to": enc.spec,
-                                 "anchors": len(anchors)})
-        with atomic_directory(self.index_dir) as tmp:
-            link_tree(self.index_dir, tmp, skip={PROJECTORS, MANIFEST})
-            save_projectors(tmp / PROJECTORS, projectors)
-            (tmp / MANIFEST).write_text(manifest.to_json())
+        if dest.resolve() != self.index_dir.resolve():
+            return Retriever.load(dest, device=self.device, _encoders={**self._encoders, key: enc})
         self.manifest, self.projectors = manifest, projectors
         self._encoders[key] = enc
-        logger.info("re-anchored %s: %s -> %s on %d anchors", key, old["spec"], enc.spec, len(anchors))
         return self
 
     # -- items ----------------------------------------------------------------------------------------

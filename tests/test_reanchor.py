@@ -24,7 +24,7 @@ def test_swap_text_encoder_keeps_stored_vectors(index_copy: Path) -> None:
     image_inode = (index_copy / "image.faiss").stat().st_ino
     r = Retriever.load(index_copy)
     before = r.indexes["text"].reconstruct(0)
-    r.swap_encoder("text", "minilm-l3")
+    r.swap_encoder("text", "minilm-l3", in_place=True)
     m = json.loads((index_copy / "manifest.json").read_text())
     assert m["encoders"]["text"]["spec"] == "minilm-l3" and m["stored_by"]["text"]["spec"] == "minilm"
     assert m["history"][-1] == {"modality": "text", "from": "minilm", "to": "minilm-l3", "anchors": 80}
@@ -47,19 +47,19 @@ def test_swap_refuses_tampered_anchors(index_copy: Path) -> None:
     a.save(index_copy / "anchors.parquet")
     manifest = (index_copy / "manifest.json").read_text()
     with pytest.raises(IndexMismatchError, match="anchor set mismatch"):
-        Retriever.load(index_copy).swap_encoder("text", "minilm-l3")
+        Retriever.load(index_copy).swap_encoder("text", "minilm-l3", in_place=True)
     assert (index_copy / "manifest.json").read_text() == manifest
 
 
 def test_failed_swap_changes_nothing(index_copy: Path) -> None:
     files = {p.name: p.read_bytes() for p in index_copy.iterdir()}
     with pytest.raises(ValueError, match="unknown encoder"):
-        Retriever.load(index_copy).swap_encoder("text", "nope:model")
+        Retriever.load(index_copy).swap_encoder("text", "nope:model", in_place=True)
     assert {p.name: p.read_bytes() for p in index_copy.iterdir()} == files
 
 
 def test_reanchor_cli(index_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["-q", "reanchor", str(index_copy), "--text-encoder", "minilm-l3"]) == 0
+    assert main(["-q", "reanchor", str(index_copy), "--text-encoder", "minilm-l3", "--in-place"]) == 0
     assert "re-anchored text" in capsys.readouterr().out
     assert main(["-q", "search", str(index_copy), "--text", "a dog", "-k", "3", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 3
@@ -79,12 +79,34 @@ def test_per_language_text_encoder(small_config, tmp_path: Path) -> None:
     hit = r.search(text=row["caption"], lang="es", target="text", result_lang="es", k=1)[0]
     assert hit.caption == row["caption"]
     # re-anchoring the shared encoder leaves the Spanish one alone, and vice versa
-    r.swap_encoder("text", "minilm-l3")
+    r.swap_encoder("text", "minilm-l3", in_place=True)
     assert r.manifest.encoders["text"]["spec"] == "minilm-l3" and r.manifest.encoders["text:es"]["spec"] == "minilm-l3"
-    r.swap_encoder("text", "minilm", lang="es")
+    r.swap_encoder("text", "minilm", lang="es", in_place=True)
     assert r.manifest.encoders["text:es"]["spec"] == "minilm" and r.manifest.encoders["text"]["spec"] == "minilm-l3"
     with pytest.raises(ValueError, match="lang='fr'"):
-        r.swap_encoder("text", "minilm", lang="fr")
+        r.swap_encoder("text", "minilm", lang="fr", in_place=True)
+
+
+def test_swap_to_a_new_directory_leaves_the_original_usable(index_copy: Path, tmp_path: Path) -> None:
+    """The README's swap must not change the index it names: the destination is explicit."""
+    files = {p.name: p.read_bytes() for p in index_copy.iterdir()}
+    r = Retriever.load(index_copy)
+    with pytest.raises(ValueError, match="out=DIR"):
+        r.swap_encoder("text", "minilm-l3")  # neither out= nor in_place=True: refused, nothing written
+    swapped = r.swap_encoder("text", "minilm-l3", out=tmp_path / "swapped")
+    assert swapped.encoder("text").spec == "minilm-l3" and swapped.index_dir == tmp_path / "swapped"
+    assert {p.name: p.read_bytes() for p in index_copy.iterdir()} == files
+    assert Retriever.load(index_copy, text_encoder="minilm").search(text="a dog", k=3)
+    assert r.manifest.encoders["text"]["spec"] == "minilm"  # the original Retriever is unchanged too
+
+
+def test_reanchor_cli_needs_a_destination(index_copy: Path, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["-q", "reanchor", str(index_copy), "--text-encoder", "minilm-l3"])
+    assert "--out" in capsys.readouterr().err
+    assert main(["-q", "reanchor", str(index_copy), "--text-encoder", "minilm-l3", "--out", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["encoders"]["text"]["spec"] == "minilm-l3"
+    assert json.loads((index_copy / "manifest.json").read_text())["encoders"]["text"]["spec"] == "minilm"
 
 
 def pa_equal(table, column: str, value: str):

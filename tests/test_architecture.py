@@ -1,0 +1,137 @@
+"""The package's shape: no import cycles inside pipeline/ (function-level imports count), modules stay small."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
+# Modules allowed past this many lines must say why here.
+MAX_LINES = 300
+LONG_MODULES: dict[str, str] = {}
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        mods[".".join(parts)] = path
+    return mods
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    return "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement, at any depth, except those under ``if TYPE_CHECKING:``."""
+    found: list[ast.Import | ast.ImportFrom] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def _targets(module: str, is_package: bool, node: ast.Import | ast.ImportFrom, mods: dict[str, Path]) -> set[str]:
+    """The pipeline modules an import statement loads (``from x import y`` loads x.y when y is a module)."""
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    else:
+        base = module if is_package else module.rpartition(".")[0]
+        for _ in range(max(node.level - 1, 0)):
+            base = base.rpartition(".")[0]
+        if node.level:
+            base = f"{base}.{node.module}" if node.module else base
+        else:
+            base = node.module or ""
+        names = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+    out = set()
+    for name in names:
+        while name and name not in mods:
+            name = name.rpartition(".")[0]
+        if name and name != module:
+            out.add(name)
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    mods = _modules()
+    graph = {}
+    for module, path in mods.items():
+        tree = ast.parse(path.read_text(), str(path))
+        graph[module] = set().union(
+            *(_targets(module, path.name == "__init__.py", n, mods) for n in _imports(tree))
+        )
+    return graph
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return cycles
+
+
+def test_no_import_cycles_in_pipeline():
+    cycles = find_cycles(import_graph())
+    assert not cycles, "import cycles (a function-level import that dodges one means a module boundary is wrong): " + (
+        "; ".join(" <-> ".join(c) for c in cycles)
+    )
+
+
+def test_cycle_finder_sees_function_level_imports_but_not_type_checking(tmp_path):
+    a = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pipeline.b\ndef f():\n    import pipeline.c\n")
+    mods = {"pipeline.a": Path("a.py"), "pipeline.b": Path("b.py"), "pipeline.c": Path("c.py")}
+    targets = set().union(*(_targets("pipeline.a", False, n, mods) for n in _imports(a)))
+    assert targets == {"pipeline.c"}
+    assert find_cycles({"x": {"y"}, "y": {"z"}, "z": {"x"}, "w": {"x"}}) == [["x", "y", "z"]]
+    assert find_cycles({"x": {"y"}, "y": set()}) == []
+
+
+def test_modules_stay_small():
+    too_long = {
+        str(path.relative_to(PACKAGE.parent)): n
+        for path in PACKAGE.rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+        and str(path.relative_to(PACKAGE.parent)) not in LONG_MODULES
+    }
+    assert not too_long, f"modules over {MAX_LINES} lines without a stated reason: {too_long}"
