@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .data import captions
 from .hashing import hash_arrays
 from .registry import Registry
 from .relative import l2_normalize
@@ -165,12 +166,8 @@ class AnchorSet:
     @classmethod
     def from_dataset(cls, ds: Any, indices: Sequence[int], languages: Sequence[str]) -> AnchorSet:
         sub = ds.select(list(map(int, indices)))
-        caps = sub["captions"]
-        return cls(
-            ids=list(sub["id"]),
-            images=list(sub["image"]),
-            captions={lang: [c.get(lang) or "" for c in caps] for lang in languages},
-        )
+        return cls(ids=list(sub["id"]), images=list(sub["image"]),
+                   captions={lang: captions(sub, lang) for lang in languages})
 
     def save(self, path: str | Path) -> None:
         """Write as parquet with images embedded as bytes, so an index directory is self-contained."""

@@ -20,6 +20,7 @@ def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
     out = Path(out_dir).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700; an index is shared like any directory
     try:
         yield tmp
         for f in tmp.iterdir():  # make new file contents durable before the rename publishes them
@@ -52,3 +53,10 @@ def link_tree(src: str | Path, dst: str | Path, skip: set[str] = frozenset()) ->
             os.link(f, Path(dst) / f.name)
         except OSError:
             shutil.copy2(f, Path(dst) / f.name)
+
+
+def current_umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -40,14 +40,22 @@ class Manifest:
         path = Path(index_dir) / MANIFEST
         if not path.is_file():
             raise FileNotFoundError(f"{index_dir} is not a relspace index: {MANIFEST} is missing")
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path} is not valid JSON ({e}); the index is damaged: rebuild it") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} holds a JSON {type(data).__name__}, not a manifest object; rebuild the index")
         if data.get("format_version") != FORMAT_VERSION:
             raise IndexMismatchError(
                 f"{path}: index format version {data.get('format_version')} is not the supported "
                 f"{FORMAT_VERSION}; rebuild the index with this relspace"
             )
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as e:  # a required field is missing
+            raise ValueError(f"{path} is incomplete ({e}); the index is damaged: rebuild it") from None
 
     @property
     def spaces(self) -> list[SpaceKey]:

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 
 from .base import Encoder, TextEncoder, register_encoder
+from .hub import require_model
 
 logger = logging.getLogger(__name__)
 
@@ -15,6 +16,10 @@ class SentenceTransformerEncoder(TextEncoder):
     """Sentence embeddings exactly as the model's own ``encode`` produces them (its pooling, its config)."""
 
     def __init__(self, name: str, device: str):
+        # Checked before the import: sentence-transformers (torch, transformers) takes seconds to import.
+        # It also tries its own organisation for bare names.
+        require_model(name, [name] if "/" in name else [name, f"sentence-transformers/{name}"],
+                      "sentence-transformers model")
         import sentence_transformers
         from sentence_transformers import SentenceTransformer
 

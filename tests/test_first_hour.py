@@ -1,0 +1,128 @@
+"""Regression tests for the defects a new user hit in the first hour (each failed before its fix)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "black", "white", "pink", "brown", "grey", "cyan"]
+
+
+def make_folder(root: Path, n: int = 12, extra_langs: tuple[str, ...] = ("es",)) -> Path:
+    """A user's folder: n small PNGs and a CSV with a caption per language, an id and a metadata column."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        colour = COLOURS[i % len(COLOURS)]
+        Image.new("RGB", (48, 40), colour).save(root / f"img{i:03d}.png")
+        row = {"image": f"img{i:03d}.png", "id": f"item{i:03d}", "caption": f"a {colour} square number {i}",
+               "source": "test"}
+        row.update({f"caption_{lang}": f"{lang} {colour} {i}" for lang in extra_langs})
+        rows.append(row)
+    with open(root / "captions.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **env})
+
+
+def test_folder_fingerprint_is_the_same_in_every_process(tmp_path: Path) -> None:
+    """Defect 1: set order made the 🤗 fingerprint, and so the embedding cache key, differ per process."""
+    folder = make_folder(tmp_path / "imgs", extra_langs=("es", "fr", "de"))
+    code = (
+        "from pipeline.config import DataConfig; from pipeline.data import load_data; "
+        f"ds = load_data(DataConfig(source='folder', path={str(folder)!r}, captions='captions.csv', "
+        f"languages=['en', 'es', 'fr', 'de'], cache_dir={str(tmp_path / 'cache')!r})); print(ds._fingerprint)"
+    )
+    prints = {run_python(code, PYTHONHASHSEED=str(seed)).stdout.strip() for seed in range(4)}
+    assert len(prints) == 1 and "" not in prints, prints
+
+
+def test_second_process_reuses_the_embedding_cache(tmp_path: Path) -> None:
+    """Defect 1, end to end: a rebuild in a new process reads the cached vectors instead of re-embedding."""
+    folder = make_folder(tmp_path / "imgs", extra_langs=("es", "fr", "de"))
+    cache = tmp_path / "cache"
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO); "
+        "from pipeline.config import DataConfig; from pipeline.data import load_data; "
+        "from pipeline.embed import embed_dataset; from pipeline.encoders import create_encoder; "
+        f"ds = load_data(DataConfig(source='folder', path={str(folder)!r}, captions='captions.csv', "
+        f"languages=['en', 'es', 'fr', 'de'], cache_dir={str(cache)!r})); "
+        f"embed_dataset(ds, create_encoder('minilm', 'text'), lang='en', cache={str(cache / 'embeddings')!r})"
+    )
+    first = run_python(code, PYTHONHASHSEED="1")
+    assert first.returncode == 0, first.stderr
+    second = run_python(code, PYTHONHASHSEED="2")
+    assert second.returncode == 0, second.stderr
+    assert "reusing cached" in second.stderr
+    assert len(list((cache / "embeddings").glob("*.npy"))) == 1
+
+
+def test_unknown_encoder_fails_at_once_in_one_line(small_index: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """Defect 6: an unknown model name offline hung for 82 s and ended in an OSError traceback."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = main(["-q", "reanchor", str(small_index), "--text-encoder", "st:no-such-model", "--out",
+                 str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "no local sentence-transformers model 'no-such-model'" in err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+def test_unknown_encoder_without_network_names_the_cause(monkeypatch) -> None:
+    """Without HF_HUB_OFFLINE, the hub is probed once (briefly) instead of retried for a minute and a half."""
+    from pipeline.encoders import create_encoder
+    from pipeline.encoders.hub import hub_reachable
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    if hub_reachable():
+        pytest.skip("this machine reaches the hub; the no-network path cannot be shown here")
+    with pytest.raises(ValueError, match="no network"):
+        create_encoder("st:no-such-model", "text")
+
+
+def test_unexpected_errors_are_one_line_unless_verbose(tmp_path: Path, capsys) -> None:
+    """Defect 6: every CLI error is one line with exit code 2; the traceback only under --verbose."""
+    bad = tmp_path / "idx"
+    bad.mkdir()
+    (bad / "manifest.json").write_text("{not json")
+    assert main(["-q", "search", str(bad), "--text", "a dog"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("relspace: error: ") and "manifest.json is not valid JSON" in err and err.count("\n") == 1
+    assert main(["-v", "search", str(bad), "--text", "a dog"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_quiet_shows_no_progress_bars(small_index: Path, tmp_path: Path) -> None:
+    """Defect 10: -q still showed transformers' "Loading weights" and 🤗 datasets' bars."""
+    done = subprocess.run([sys.executable, "-m", "pipeline", "-q", "search", str(small_index), "--text", "a dog",
+                           "-k", "2"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "Loading weights" not in done.stderr and "it/s" not in done.stderr, done.stderr
+
+
+def test_index_directory_follows_the_umask(small_config, tmp_path: Path) -> None:
+    """Defect 10: index directories were created 0700 (mkdtemp's mode), unlike any other file."""
+    from pipeline.files import atomic_directory
+
+    old = os.umask(0o022)
+    try:
+        with atomic_directory(tmp_path / "idx") as tmp:
+            (tmp / "f").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "idx").stat().st_mode & 0o777 == 0o755
