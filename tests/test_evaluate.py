@@ -169,3 +169,13 @@ def test_plots_do_not_import_evaluate() -> None:
     # the checker itself: a function-level import counts, a TYPE_CHECKING one does not
     assert "pipeline.evaluate" in runtime_imports("def f():\n    from .evaluate import DIRECTIONS\n")
     assert "pipeline.evaluate" not in runtime_imports("if TYPE_CHECKING:\n    from .evaluate import Ranks\n")
+
+
+def test_sweep_of_a_swap_reports_the_measured_direction_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    emb = synthetic()
+    monkeypatch.setattr(protocol, "load_embeddings", lambda cfg, *a: emb)
+    from pipeline.evaluate import sweep
+
+    rows = sweep({"anchors": {"count": 100}, "eval": {"seeds": 1, "swap_text_encoder": "other"}},
+                 {"projector.power": [1.0]})
+    assert [k for k in rows[0] if k.startswith("relspace")] == ["relspace t2i R@1", "relspace t2i R@10"]
