@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from pipeline.config import load_config
-from pipeline.evaluate import Embeddings, evaluate, format_table, ranks_of_truth, retrieval_metrics
+from pipeline.evaluate import (
+    Embeddings,
+    evaluate,
+    evaluate_split,
+    format_table,
+    gallery_mask,
+    protocol,
+    ranks_of_truth,
+    retrieval_metrics,
+)
 from pipeline.methods import fit_method, list_methods
 
 
@@ -64,7 +73,7 @@ def test_sweep_rows_follow_the_grid(monkeypatch: pytest.MonkeyPatch) -> None:
     import pipeline.evaluate as ev
 
     emb = synthetic()
-    monkeypatch.setattr(ev, "load_embeddings", lambda cfg, *a: emb)  # synthetic spaces instead of encoders
+    monkeypatch.setattr(protocol, "load_embeddings", lambda cfg, *a: emb)  # synthetic spaces instead of encoders
     rows = ev.sweep({"anchors": {"count": 100}, "eval": {"seeds": 1}},
                     {"projector.power": [1.0, 2.0], "projector.ridge": [None, 1.0]})
     assert [(r["projector.power"], r["projector.ridge"]) for r in rows] == [(1.0, None), (1.0, 1.0), (2.0, None),
@@ -80,7 +89,7 @@ def test_swap_report_has_native_and_cross_space(monkeypatch: pytest.MonkeyPatch)
     native = synthetic(seed=0)
     rng = np.random.default_rng(5)
     swapped = Embeddings(native.text @ np.linalg.qr(rng.standard_normal((20, 20)))[0], native.image, native.ids)
-    monkeypatch.setattr(ev, "load_embeddings", lambda cfg, text_encoder=None, image_encoder=None: swapped)
+    monkeypatch.setattr(protocol, "load_embeddings", lambda cfg, text_encoder=None, image_encoder=None: swapped)
     rep = ev.evaluate(load_config({"anchors": {"count": 100}, "eval": {"seeds": 1, "swap_text_encoder": "other"}}),
                       emb=native)
     assert "t2i" in rep and "i2t" not in rep and "t2i" in rep["native"]
@@ -101,3 +110,72 @@ def test_plots_are_written(tmp_path) -> None:
     for path in rep["plots"]:
         with Image.open(path) as img:
             assert img.format == "PNG" and img.width > 300 and img.height > 200
+
+
+def test_gallery_is_every_non_anchor_item() -> None:
+    np.testing.assert_array_equal(gallery_mask(5, np.array([1, 3])), [True, False, True, False, True])
+
+
+def test_split_returns_the_ranks_its_metrics_come_from() -> None:
+    e = synthetic()
+    cfg = load_config({"anchors": {"count": 100}})
+    scores = evaluate_split(e, np.arange(100), ["relspace", "cosine"], cfg, 0, ["t2i"])
+    assert set(scores.ranks) == {"relspace", "cosine"} and set(scores.ranks["relspace"]) == {"t2i"}
+    for name, per_dir in scores.ranks.items():
+        assert len(per_dir["t2i"]) == 300
+        assert scores.metrics[name]["t2i"] == retrieval_metrics(per_dir["t2i"], cfg.eval.ks)
+
+
+def test_swap_eval_leaves_the_callers_config_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    import copy
+
+    native = synthetic()
+    monkeypatch.setattr(protocol, "load_embeddings", lambda cfg, text_encoder=None, image_encoder=None: native)
+    cfg = load_config({"anchors": {"count": 100}, "eval": {"seeds": 1, "baselines": ["cosine"],
+                                                           "swap_text_encoder": "other"}})
+    before = copy.deepcopy(cfg.to_dict())
+    rep = evaluate(cfg, emb=native)
+    assert "t2i" in rep and "i2t" not in rep  # the swap did narrow the measured directions...
+    assert cfg.to_dict() == before and cfg.eval.directions == ["t2i", "i2t"]  # ...in a local, not in the config
+
+
+def runtime_imports(source: str, package: str = "pipeline") -> list[str]:
+    """Modules a module's source imports outside ``if TYPE_CHECKING:``, function-level imports included."""
+    import ast
+
+    tree = ast.parse(source)
+    type_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                 for n in ast.walk(node)}
+    out = []
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            base = ".".join(filter(None, [package if node.level else None, node.module]))
+            out += [base, *(f"{base}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+    return out
+
+
+def test_plots_do_not_import_evaluate() -> None:
+    """plots only draws what evaluate computed: importing evaluate from it, at any level, would be a cycle."""
+    from pathlib import Path
+
+    import pipeline.plots
+
+    imported = runtime_imports(Path(pipeline.plots.__file__).read_text())
+    assert not [m for m in imported if m == "pipeline.evaluate" or m.startswith("pipeline.evaluate.")], imported
+    # the checker itself: a function-level import counts, a TYPE_CHECKING one does not
+    assert "pipeline.evaluate" in runtime_imports("def f():\n    from .evaluate import DIRECTIONS\n")
+    assert "pipeline.evaluate" not in runtime_imports("if TYPE_CHECKING:\n    from .evaluate import Ranks\n")
+
+
+def test_sweep_of_a_swap_reports_the_measured_direction_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    emb = synthetic()
+    monkeypatch.setattr(protocol, "load_embeddings", lambda cfg, *a: emb)
+    from pipeline.evaluate import sweep
+
+    rows = sweep({"anchors": {"count": 100}, "eval": {"seeds": 1, "swap_text_encoder": "other"}},
+                 {"projector.power": [1.0]})
+    assert [k for k in rows[0] if k.startswith("relspace")] == ["relspace t2i R@1", "relspace t2i R@10"]

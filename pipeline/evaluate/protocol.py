@@ -1,0 +1,123 @@
+"""The evaluation protocol: embeddings, seeded disjoint anchor/gallery splits, and scoring every method on one split."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..anchors import select_anchors, selection_features
+from ..config import Config
+from ..encoders import make_encoder
+from ..methods import fit_method
+from ..relative import RelativeProjector
+from .metrics import DIRECTIONS, cross_space_measures, ranks_of_truth, retrieval_metrics
+from .report import SplitMetrics, mean_over
+
+# method -> direction -> 0-based rank of the true match for each gallery item, for one split
+Ranks = dict[str, dict[str, np.ndarray]]
+
+
+@dataclass
+class Embeddings:
+    """Absolute vectors of every item, aligned by row: the input every method is fitted and scored on."""
+
+    text: np.ndarray
+    image: np.ndarray
+    ids: list[str]
+
+
+class SplitScores(NamedTuple):
+    """Every method scored on one split: the figures, and the ranks they were computed from."""
+
+    metrics: SplitMetrics
+    ranks: Ranks
+
+
+def _data(cfg: Config) -> tuple[Any, Any]:
+    """The configured dataset and its embedding cache directory."""
+    from ..data import cache_dir, load_data
+
+    return load_data(cfg.data), cache_dir(cfg.data) / "embeddings"
+
+
+def _embed(cfg: Config, ds: Any, cache: Any, modality: str, spec: str | None, lang: str | None = None) -> np.ndarray:
+    """One modality of ``ds`` through the encoder ``spec`` (None: the configured one), cached."""
+    from ..embed import embed_dataset
+
+    return embed_dataset(ds, make_encoder(cfg, modality, spec), lang=lang, batch_size=cfg.batch_size, cache=cache)
+
+
+def load_embeddings(cfg: Config, text_encoder: str | None = None, image_encoder: str | None = None) -> Embeddings:
+    """Load the configured data and embed captions (primary language) and images, through the cache.
+
+    ``text_encoder``/``image_encoder`` replace the configured specs (the encoder-swap evaluation).
+    """
+    ds, cache = _data(cfg)
+    return Embeddings(_embed(cfg, ds, cache, "text", text_encoder, lang=cfg.data.languages[0]),
+                      _embed(cfg, ds, cache, "image", image_encoder), list(ds["id"]))
+
+
+def gallery_mask(n: int, anchor_idx: np.ndarray) -> np.ndarray:
+    """Boolean mask of the n items that are not anchors: the gallery, disjoint from the anchors by construction."""
+    mask = np.ones(n, dtype=bool)
+    mask[anchor_idx] = False
+    return mask
+
+
+def anchor_split(emb: Embeddings, cfg: Config, count: int, seed: int) -> np.ndarray:
+    """Anchor indices for one seed; every other item is the gallery, so the split is always disjoint."""
+    return select_anchors(len(emb.ids), count, strategy=cfg.anchors.strategy, seed=seed,
+                          features=lambda: selection_features(emb.image, emb.text))
+
+
+def evaluate_split(
+    emb: Embeddings, anchor_idx: np.ndarray, methods: list[str], cfg: Config, seed: int, directions: Sequence[str]
+) -> SplitScores:
+    """Fit every method on one anchor set and score it on every non-anchor item, in each of ``directions``."""
+    mask = gallery_mask(len(emb.ids), anchor_idx)
+    gallery = {"text": emb.text[mask], "image": emb.image[mask]}
+    metrics: SplitMetrics = {}
+    ranks: Ranks = {}
+    for name in methods:
+        space = fit_method(name, emb.text[anchor_idx], emb.image[anchor_idx], cfg.projector, seed)
+        mapped = {"text": space.text(gallery["text"]), "image": space.image(gallery["image"])}
+        ranks[name] = {d: ranks_of_truth(mapped[q], mapped[g]) for d, (q, g) in DIRECTIONS.items() if d in directions}
+        metrics[name] = {d: retrieval_metrics(r, cfg.eval.ks) for d, r in ranks[name].items()}
+    return SplitScores(metrics, ranks)
+
+
+def language_table(cfg: Config, native: Embeddings, seeds: list[int]) -> dict[str, dict[str, dict[str, float]]]:
+    """Text->image per query language: through that language's anchor captions ("translated") and,
+    as the baseline, through the English anchor captions ("english_anchors")."""
+    missing = [lang for lang in cfg.eval.languages if lang not in cfg.data.languages]
+    if missing:
+        raise ValueError(f"eval.languages {missing} are not in data.languages {cfg.data.languages}")
+    ds, cache = _data(cfg)
+    ks = [k for k in (1, 10) if k in cfg.eval.ks] or cfg.eval.ks[:1]
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for lang in cfg.eval.languages:
+        x = _embed(cfg, ds, cache, "text", cfg.text_encoders.get(lang), lang=lang)
+        runs: dict[str, list[dict[str, float]]] = {"translated": [], "english_anchors": []}
+        for seed in seeds:
+            idx = anchor_split(native, cfg, cfg.anchors.count, seed)
+            mask = gallery_mask(len(x), idx)
+            gallery = RelativeProjector(cfg.projector).fit(native.image[idx]).transform(native.image[mask])
+            for name, anchors in (("translated", x[idx]), ("english_anchors", native.text[idx])):
+                q = RelativeProjector(cfg.projector).fit(anchors).transform(x[mask])
+                runs[name].append(retrieval_metrics(ranks_of_truth(q, gallery), ks))
+        table[lang] = {name: mean_over(rs) for name, rs in runs.items()}
+    return table
+
+
+def cross_space(x1: np.ndarray, x2: np.ndarray, anchor_idx: np.ndarray, cfg: Config) -> dict[str, Any]:
+    """Cross-space measures on the non-anchor items, absolute and relative side by side."""
+    mask = gallery_mask(len(x1), anchor_idx)
+    p1, p2 = RelativeProjector(cfg.projector).fit(x1[anchor_idx]), RelativeProjector(cfg.projector).fit(x2[anchor_idx])
+    k = cfg.eval.cross_space_k
+    return {
+        "absolute": cross_space_measures(x1[mask], x2[mask], k),
+        "relative": cross_space_measures(p1.transform(x1[mask]), p2.transform(x2[mask]), k),
+    }

@@ -1,0 +1,47 @@
+"""``relspace sweep``: one eval per combination of config overrides, on the same seeded splits."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..config import Config, load_config
+from . import protocol
+from .protocol import Embeddings
+from .run import evaluate, measured_directions
+
+logger = logging.getLogger(__name__)
+
+
+def sweep(
+    config: str | Path | Config | None, grid: dict[str, list[Any]], baselines: bool = False
+) -> list[dict[str, Any]]:
+    """Evaluate every combination of ``grid`` (dotted config key -> values) on the same seeded splits.
+
+    Embeddings are computed once per encoder pair and reused, so a projector or anchor grid costs
+    only the projections.
+
+    Returns:
+        One row per combination: the overrides, then the relspace figures (and the baselines' if asked).
+    """
+    base = load_config(config)
+    keys = list(grid)
+    cache: dict[tuple[str, str], Embeddings] = {}
+    rows = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        cfg = load_config(base, **dict(zip(keys, values)))
+        if not baselines:
+            cfg.eval.baselines = []
+        pair = (cfg.text_encoder, cfg.image_encoder)
+        if pair not in cache:
+            cache[pair] = protocol.load_embeddings(cfg)
+        rep = evaluate(cfg, emb=cache[pair])
+        row: dict[str, Any] = dict(zip(keys, values))
+        for name, res in [("relspace", rep), *rep["baselines"].items()]:
+            for d in measured_directions(cfg):
+                row.update({f"{name} {d} {m}": res[d][m] for m in ("R@1", "R@10")})
+        rows.append(row)
+        logger.info("sweep %s", row)
+    return rows
