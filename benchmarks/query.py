@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -67,7 +68,8 @@ def time_queries(
     proj = r.projectors[text_space(r.languages[0]) if modality == "text" else "image"]
     xqs = [r.embed(**{modality: q}) for q in queries]  # the precomputed relative query vectors
     np.testing.assert_allclose(proj.transform(enc.encode(queries[:1])), xqs[0], rtol=1e-5, atol=1e-6)
-    clock = ForwardClock(enc) if enc.modality == "image" else None  # text encode's forward is not split out
+    # image encoders: split the forward out of encode; text encode's forward is not split out
+    clock = ForwardClock(enc) if enc.modality == "image" else None
     out: dict[str, list[float]] = {name: [] for name in ("search", "baseline", *STAGES)}
 
     def search(q: Any, xq: np.ndarray) -> None:
@@ -94,9 +96,7 @@ def time_queries(
                 "forward": clock.total if clock is not None else float("nan")}
 
     paths: dict[str, Callable[[Any, np.ndarray], Any]] = {"search": search, "baseline": baseline, "staged": staged}
-    if clock is not None:
-        clock.__enter__()
-    try:
+    with clock or contextlib.nullcontext():
         for q, xq in list(zip(queries, xqs))[:warmup]:
             for fn in paths.values():
                 fn(q, xq)
@@ -118,9 +118,6 @@ def time_queries(
                             out[stage].append(v)
                     else:
                         out[name].append(dt)
-    finally:
-        if clock is not None:
-            clock.__exit__()
     return out
 
 

@@ -30,6 +30,7 @@ class ReanchorBench:
     anchors: int = 800  # anchor count of both indexes (each swap re-embeds them)
     repeats: int = 3  # swaps per size, the two sizes alternated; medians reported
     to: str = "minilm-l3"  # text encoder to swap to; odd repeats swap back to minilm
+    limit: int | None = None  # build the small index from a seeded sample of this many items (smoke runs)
 
 
 def make_large(src: Path, dst: Path, n: int) -> None:
@@ -60,7 +61,7 @@ def run(b: ReanchorBench) -> Table:
     work = Path(tempfile.mkdtemp(prefix="relspace-reanchor-"))
     try:
         small, large = work / "small", work / "large"
-        Retriever.build(load_config(None, **{"anchors.count": b.anchors}), small)
+        Retriever.build(load_config(None, **{"anchors.count": b.anchors, "data.limit": b.limit}), small)
         make_large(small, large, b.n)
         paths = {"small": small, "large": large}
         sizes = {"small": Retriever.load(small).indexes["image"].ntotal, "large": b.n}
@@ -89,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--anchors", type=int, default=ReanchorBench.anchors)
     ap.add_argument("--repeats", type=int, default=ReanchorBench.repeats)
     ap.add_argument("--to", default=ReanchorBench.to, help="text encoder to swap to (and back)")
+    ap.add_argument("--limit", type=int, help="items of the small index (default: all of OpenMoji)")
     b = ReanchorBench(**vars(ap.parse_args(argv)))
     for table in timed_tables(lambda: [run(b)]):
         print(table.markdown())
