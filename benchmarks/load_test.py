@@ -4,8 +4,8 @@ Starts ``relspace serve INDEX`` on a free loopback port in a subprocess (so the 
 the server's GIL), or targets a running server with ``--url``. Sends a fixed number of text queries from a
 fixed number of threads, stops at a deadline whatever happens, and prints one summary.
 
-    python benchmarks/load_test.py --index /tmp/serve-idx --requests 500 --concurrency 8
-    python benchmarks/load_test.py --url http://127.0.0.1:8000 --requests 200 --json
+    python -m benchmarks.load_test --index /tmp/serve-idx --requests 500 --concurrency 8
+    python -m benchmarks.load_test --url http://127.0.0.1:8000 --requests 200 --json
 
 Only loopback addresses are accepted: this is a local benchmark, not a tool for loading other machines.
 """
@@ -30,6 +30,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+
+from .common import percentile
 
 # Varied short queries, cycled: repeated texts are fine, the server has no result cache.
 QUERIES = [
@@ -59,20 +61,11 @@ class Result:
     stopped_by_deadline: bool = False
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values (q in 0..100)."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
-
-
 def _summary(values: list[float], qs: Sequence[int]) -> dict[str, float]:
-    s = sorted(values)
-    out = {f"p{q}": round(percentile(s, q), 2) for q in qs}
-    if s:
-        out["max"] = round(s[-1], 2)
-        out["mean"] = round(sum(s) / len(s), 2)
+    out = {f"p{q}": round(percentile(values, q), 2) for q in qs}
+    if values:
+        out["max"] = round(max(values), 2)
+        out["mean"] = round(sum(values) / len(values), 2)
     return out
 
 
