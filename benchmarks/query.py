@@ -61,11 +61,11 @@ def time_queries(
     Returns:
         Seconds per query for ``search`` and ``baseline``, and per stage of the replay (``STAGES``).
     """
-    from pipeline.layout import text_space
+    from pipeline.spaces import IMAGE, SpaceKey
 
     target = "image" if modality == "text" else "text"
     enc, index = r.encoder(modality), r.indexes[target]
-    proj = r.projectors[text_space(r.languages[0]) if modality == "text" else "image"]
+    proj = r.projectors[SpaceKey.text(r.languages[0]) if modality == "text" else IMAGE]
     xqs = [r.embed(**{modality: q}) for q in queries]  # the precomputed relative query vectors
     np.testing.assert_allclose(proj.transform(enc.encode(queries[:1])), xqs[0], rtol=1e-5, atol=1e-6)
     # image encoders: split the forward out of encode; text encode's forward is not split out

@@ -71,7 +71,7 @@ def run(b: ReanchorBench) -> Table:
             for name in round_order(list(paths), rep):  # alternate which size goes first
                 r = Retriever.load(paths[name])  # loading is not what is measured
                 t0 = time.perf_counter()
-                r.swap_encoder("text", specs[rep % 2])
+                r.swap_encoder("text", specs[rep % 2], in_place=True)
                 times[name].append(time.perf_counter() - t0)
                 assert len(r.search(text="a red apple", k=3)) == 3  # still searchable after the swap
     finally:
