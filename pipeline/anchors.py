@@ -48,6 +48,18 @@ def list_selectors() -> list[str]:
     return SELECTORS.names()
 
 
+def check_anchor_count(count: int, n_items: int) -> None:
+    """Refuse an anchor count the data cannot supply, before anything is embedded."""
+    if count < 2:
+        raise ValueError(f"anchors.count is {count}; a relative space needs at least 2 anchors")
+    if count > n_items:
+        suggestion = max(2, min(n_items // 3, 800))
+        raise ValueError(
+            f"anchors.count is {count}, but the data has only {n_items} items: anchors are chosen from the "
+            f"items; set anchors.count to at most {n_items} (e.g. {suggestion}, leaving the rest to search)"
+        )
+
+
 def select_anchors(
     n_items: int, count: int, *, strategy: str = "random", seed: int = 0, features: Features | None = None
 ) -> np.ndarray:
@@ -65,8 +77,7 @@ def select_anchors(
         Sorted int64 indices.
     """
     entry = SELECTORS.get(strategy)
-    if not 2 <= count <= n_items:
-        raise ValueError(f"cannot choose {count} anchors from {n_items} items (need 2 <= count <= items)")
+    check_anchor_count(count, n_items)
     feats = None
     if entry.needs_features:
         if features is None:
@@ -92,7 +103,9 @@ def _random(n: int, count: int, rng: np.random.Generator, features: np.ndarray |
 def _kmeans_labels(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     import faiss
 
-    km = faiss.Kmeans(x.shape[1], k, niter=20, seed=seed, spherical=True, verbose=False)
+    # One centroid per anchor on a few hundred items is the point here, not a mistake: FAISS's warning
+    # below 39 points per centroid ("please provide at least ... training points") is noise, so it is off.
+    km = faiss.Kmeans(x.shape[1], k, niter=20, seed=seed, spherical=True, verbose=False, min_points_per_centroid=1)
     km.train(np.ascontiguousarray(x, dtype=np.float32))
     _, labels = km.index.search(np.ascontiguousarray(x, dtype=np.float32), 1)
     return km.centroids, labels[:, 0]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .anchors import AnchorSet, select_anchors, selection_features
+from .anchors import AnchorSet, check_anchor_count, select_anchors, selection_features
 from .config import Config
 from .data import cache_dir, captions, load_data
 from .embed import embed_dataset
@@ -60,6 +60,8 @@ def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[Sp
     languages = cfg.data.languages
     with timed("loading data"):
         ds = load_data(cfg.data)
+    if not cfg.anchors.path:
+        check_anchor_count(cfg.anchors.count, len(ds))  # before any model loads or item is embedded
     encoders = load_encoders(cfg, device)
     cache = cache_dir(cfg.data) / "embeddings"
     with timed("embedding images"):

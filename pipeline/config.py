@@ -28,6 +28,7 @@ class DataConfig:
     limit: int | None = None  # keep a seeded random sample of N items (quick runs that still span the set)
     seed: int = 0  # seed of the limit sample
     cache_dir: str | None = None  # rendered data and embedding cache; default $RELSPACE_CACHE or ~/.cache/relspace
+    encoding: str = "utf-8"  # folder source: text encoding of a .csv or .jsonl caption file, e.g. latin-1, cp1252
 
 
 @dataclass

@@ -126,3 +126,65 @@ def test_index_directory_follows_the_umask(small_config, tmp_path: Path) -> None
     finally:
         os.umask(old)
     assert (tmp_path / "idx").stat().st_mode & 0o777 == 0o755
+
+
+def folder_config(folder: Path, tmp_path: Path, **data: object) -> dict:
+    return {"name": "mine", "data": {"source": "folder", "path": str(folder), "captions": "captions.csv",
+                                     "languages": ["en"], "cache_dir": str(tmp_path / "cache"), **data},
+            "anchors": {"count": 4}, "index": {"thumbnails": 0}}
+
+
+def test_non_utf8_caption_file_names_file_offset_and_encoding(tmp_path: Path) -> None:
+    """Defect 4: a Latin-1 caption file ended in DatasetGenerationError, its cause buried in the log."""
+    from pipeline.config import load_config
+    from pipeline.data import load_data
+
+    folder = make_folder(tmp_path / "imgs", extra_langs=())
+    text = (folder / "captions.csv").read_text().replace("a red square number 0", "a café square")
+    (folder / "captions.csv").write_bytes(text.encode("latin-1"))
+    cfg = load_config(folder_config(folder, tmp_path))
+    offset = text.encode("latin-1").index(b"\xe9")
+    with pytest.raises(ValueError, match=rf"captions.csv: byte 0xe9 at offset {offset} \(line 2\) is not valid "
+                                         r"utf-8.*set data.encoding"):
+        load_data(cfg.data)
+    cfg = load_config(folder_config(folder, tmp_path, encoding="latin-1"))
+    ds = load_data(cfg.data)
+    assert ds[0]["caption"] == "a café square"
+
+
+def test_too_many_anchors_fail_before_any_model_loads(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Defect 5: 500 anchors on a 300-image folder failed only after 51 s of embedding."""
+    import yaml
+
+    import pipeline.build
+
+    folder = make_folder(tmp_path / "imgs", n=12, extra_langs=())
+    cfg = folder_config(folder, tmp_path)
+    cfg["anchors"]["count"] = 50
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+
+    def no_models(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an encoder was loaded before the anchor count was checked")
+
+    monkeypatch.setattr(pipeline.build, "load_encoders", no_models)
+    assert main(["-q", "build", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "idx")]) == 2
+    err = capsys.readouterr().err
+    assert "anchors.count is 50, but the data has only 12 items" in err and not (tmp_path / "idx").exists()
+
+
+def test_shipped_folder_config_suits_a_small_folder() -> None:
+    """Defect 5: configs/my-images.yaml asked for 500 anchors, more than a 300-image folder has."""
+    from pipeline.config import load_config
+
+    assert load_config(ROOT / "configs" / "my-images.yaml").anchors.count <= 300 // 2
+
+
+def test_kmeans_anchors_on_a_small_set_print_no_faiss_warning(capfd) -> None:
+    """Defect 5: FAISS printed "please provide at least 5850 training points" for 150 anchors."""
+    import numpy as np
+
+    from pipeline.anchors import select_anchors
+
+    feats = np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32)
+    assert len(select_anchors(300, 150, strategy="kmeans", features=feats)) == 150
+    assert "training points" not in capfd.readouterr().err

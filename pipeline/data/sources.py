@@ -55,7 +55,12 @@ def folder(cfg: DataConfig) -> datasets.Dataset:
     fmt = CAPTION_FORMATS.get(cap.suffix.lower())
     if fmt is None:
         raise ValueError(f"caption file {cap}: unsupported format; use one of {sorted(CAPTION_FORMATS)}")
-    ds = datasets.load_dataset(fmt, data_files=str(cap), split="train", cache_dir=str(cache_dir(cfg) / "hf"))
+    options = {}
+    if fmt != "parquet":
+        check_encoding(cap, cfg.encoding)  # 🤗 datasets would bury the cause under DatasetGenerationError
+        options["encoding"] = cfg.encoding
+    ds = datasets.load_dataset(fmt, data_files=str(cap), split="train", cache_dir=str(cache_dir(cfg) / "hf"),
+                               **options)
     if "image" not in ds.column_names:
         raise ValueError(f"caption file {cap} has no 'image' column (the image path relative to {root})")
     primary = cfg.languages[0]
@@ -82,3 +87,23 @@ def folder(cfg: DataConfig) -> datasets.Dataset:
     # dataset fingerprint that keys the embedding cache.
     drop = [c for c in ds.column_names if c in {*lang_cols.values(), "image", "id"}]
     return ds.map(to_row, with_indices=True, remove_columns=drop, desc="read captions")
+
+
+def check_encoding(path: Path, encoding: str) -> None:
+    """Decode a text file up front, naming the file, line and byte offset of the first undecodable byte."""
+    import codecs
+
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ValueError(f"data.encoding {encoding!r} is not a text encoding Python knows") from None
+    data = path.read_bytes()
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ValueError(
+            f"caption file {path}: byte 0x{data[e.start]:02x} at offset {e.start} (line {line}) is not valid "
+            f"{encoding} ({e.reason}); set data.encoding to the file's encoding (e.g. latin-1 or cp1252), "
+            f"or save the file as UTF-8"
+        ) from None

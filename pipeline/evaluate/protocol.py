@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..anchors import select_anchors, selection_features
+from ..anchors import check_anchor_count, select_anchors, selection_features
 from ..config import Config
 from ..encoders import make_encoder
 from ..methods import fit_method
@@ -56,6 +56,8 @@ def load_embeddings(cfg: Config, text_encoder: str | None = None, image_encoder:
     ``text_encoder``/``image_encoder`` replace the configured specs (the encoder-swap evaluation).
     """
     ds, cache = _data(cfg)
+    for count in {cfg.anchors.count, *cfg.eval.anchor_counts}:
+        check_anchor_count(count, len(ds))  # before anything is embedded
     return Embeddings(_embed(cfg, ds, cache, "text", text_encoder, lang=cfg.data.languages[0]),
                       _embed(cfg, ds, cache, "image", image_encoder), list(ds["id"]))
 
