@@ -18,12 +18,17 @@ class ConfigError(ValueError):
     """A config file or dict that does not fit the dataclasses; the message names the key and file."""
 
 
+# The demo's caption languages: every language the OpenMoji names come in (CLDR data of the `emoji` package).
+DEMO_LANGUAGES: tuple[str, ...] = ("en", "es", "fr", "de", "it", "pt", "ja", "zh", "ru")
+
+
 @dataclass
 class DataConfig:
     source: str = "openmoji"  # data source from the registry: "openmoji" or "folder"
     path: str | None = None  # folder source: the image directory (caption file paths are relative to it)
     captions: str | None = None  # folder source: caption file, .csv, .jsonl or .parquet
-    languages: list[str] = field(default_factory=lambda: ["en"])  # caption languages; the first is primary
+    # caption languages; the first is primary. A config without a data section is the nine-language demo.
+    languages: list[str] = field(default_factory=lambda: ["en"])
     image_size: int = 160  # openmoji source: rendered image side in pixels
     limit: int | None = None  # keep a seeded random sample of N items (quick runs that still span the set)
     seed: int = 0  # seed of the limit sample
@@ -80,7 +85,7 @@ class Config:
     device: str | None = None  # torch device; None picks CUDA when available
     batch_size: int = 64  # encoder batch size
     num_workers: int | None = None  # image-decoding DataLoader workers; None picks from the core count
-    data: DataConfig = field(default_factory=DataConfig)  # what to index
+    data: DataConfig = field(default_factory=lambda: DataConfig(languages=list(DEMO_LANGUAGES)))  # what to index
     anchors: AnchorConfig = field(default_factory=AnchorConfig)  # the parallel anchor set
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)  # relative-space options
     index: IndexConfig = field(default_factory=IndexConfig)  # FAISS options

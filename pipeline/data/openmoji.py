@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.config import DEMO_LANGUAGES
 from pipeline.progress import progress
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LANGUAGES: tuple[str, ...] = ("en", "es", "fr", "de", "it", "pt", "ja", "zh", "ru")
+LANGUAGES: tuple[str, ...] = DEMO_LANGUAGES  # the nine the demo carries
 
 # Bump when the rendering or the file layout changes, so stale cache files are never reused.
 FORMAT_VERSION = 2
