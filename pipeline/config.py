@@ -7,7 +7,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -34,6 +34,9 @@ class DataConfig:
     seed: int = 0  # seed of the limit sample
     cache_dir: str | None = None  # rendered data and embedding cache; default $RELSPACE_CACHE or ~/.cache/relspace
     encoding: str = "utf-8"  # folder source: text encoding of a .csv or .jsonl caption file, e.g. latin-1, cp1252
+    # a bad row (missing or corrupt image, too many pixels, empty primary caption), found by a fast pass
+    # before any model loads: "skip" leaves it out and lists it in the index's skipped.parquet, "fail" stops
+    on_error: Literal["skip", "fail"] = "skip"
 
 
 @dataclass
@@ -117,6 +120,11 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "<dict>", prefix:
 
 def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
     origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{where}: {key!r} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.images import load_image
+from ..data.images import ImageLoadError, load_image
 from ..progress import progress
 from .base import Encoder
 
@@ -24,6 +24,11 @@ def default_num_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
+class _Failed(str):
+    """A worker's error message, passed back as data: raised in a worker, torch would wrap the one-line
+    error naming the item in a 30-line "Caught ImageLoadError in DataLoader worker process 0" traceback."""
+
+
 class _ImageDataset:
     """Map-style dataset: item i -> transformed tensor, decoded in whichever worker asks."""
 
@@ -35,7 +40,18 @@ class _ImageDataset:
 
     def __getitem__(self, i: int) -> Any:
         item = self.ids[i] if self.ids is not None else f"#{i}"
-        return self.transform(load_image(self.items[i], item=item))
+        try:
+            return self.transform(load_image(self.items[i], item=item))
+        except ImageLoadError as e:
+            return _Failed(str(e))
+
+
+def _collate(batch: list[Any]) -> Any:
+    """Stack a batch of tensors, or hand back the first failure to be raised in the main process."""
+    from torch.utils.data import default_collate
+
+    failed = next((x for x in batch if isinstance(x, _Failed)), None)
+    return failed if failed is not None else default_collate(batch)
 
 
 class TorchImageEncoder(Encoder):
@@ -84,11 +100,14 @@ class TorchImageEncoder(Encoder):
             num_workers=workers,
             pin_memory=self.device.startswith("cuda"),
             persistent_workers=False,
+            collate_fn=_collate,
         )
         out = np.empty((len(items), self.dim), dtype=np.float32)
         pos = 0
         with progress(total=len(items), desc=f"encode images ({self.spec})", enabled=show_progress) as bar:
             for batch in loader:
+                if isinstance(batch, _Failed):
+                    raise ImageLoadError(str(batch))
                 feats = self.forward(batch)
                 out[pos : pos + len(feats)] = feats
                 pos += len(feats)
