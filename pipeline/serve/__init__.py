@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .limits import Limits
+from pipeline.limits import Limits
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

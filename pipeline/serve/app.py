@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .limits import Limits
+from pipeline.limits import Limits
 
 if TYPE_CHECKING:
     from PIL import Image
