@@ -207,8 +207,17 @@ def test_health(client):
 def test_info(client, small_retriever):
     from pipeline.data.openmoji import attribution
 
-    body = client.get("/info").json()
-    assert body["manifest"] == json.loads(small_retriever.manifest.to_json())
+    res = client.get("/info")
+    body = res.json()
+    manifest = json.loads(small_retriever.manifest.to_json())
+    assert body["manifest"] == {  # what a client needs; the build config (local paths) stays on the server
+        "encoders": {"text": {"spec": "minilm", "dim": 384}, "image": {"spec": "efficientnet-lite0", "dim": 1280}},
+        "anchors": {"count": manifest["anchors"]["count"]},
+        "projector": manifest["projector"],
+        "faiss": {"factory": "Flat", "metric": "inner_product"},
+        "package_version": manifest["package_version"],
+    }
+    assert "config" not in res.text and manifest["config"]["data"]["cache_dir"] not in res.text
     assert body["languages"] == ["en", "es"] and body["caption_languages"] == ["en", "es"]
     assert body["counts"] == {"image": 160, "text": 320}
     assert body["limits"] == Limits().to_dict()
