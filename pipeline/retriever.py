@@ -237,7 +237,8 @@ class Retriever:
             xq = self.embed(text=q.text, lang=q.lang)
         else:
             xq = self._embed_images([q.image], limits.max_image_pixels)
-        return self.search_vectors(xq, q.k, target=q.target or "text", result_lang=q.result_lang)[0]
+        target = q.target or "text"  # always filled by validate; the fallback only narrows the type
+        return self.search_vectors(xq, q.k, target=target, result_lang=q.result_lang)[0]
 
     def search_vectors(
         self, xq: np.ndarray, k: int = 10, *, target: str = "image", result_lang: str | None = None
