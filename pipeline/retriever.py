@@ -13,10 +13,13 @@ import numpy as np
 from .anchors import AnchorSet
 from .build import build_index
 from .config import Config, ProjectorConfig, from_dict, load_config
+from .data.images import load_image
 from .encoders import Encoder, create_encoder
 from .index import read_faiss, search_faiss
 from .layout import PROJECTORS, THUMBNAILS, index_file, items_file
+from .limits import Limits
 from .manifest import Manifest
+from .query import Query
 from .reanchor import destination, reanchor
 from .relative import RelativeProjector, load_projectors
 from .spaces import IMAGE, MODALITIES, SpaceKey
@@ -59,12 +62,15 @@ class Retriever:
         *,
         encoders: dict[SpaceKey, Encoder] | None = None,
         device: str | None = None,
+        limits: Limits | None = None,
     ):
         self.index_dir, self.manifest, self.projectors = index_dir, manifest, projectors
         self.indexes, self.items = indexes, items
         self.device = device
+        self.limits = limits or Limits()  # bounds every query obeys (k, text length, image pixels)
         self._encoders: dict[SpaceKey, Encoder] = dict(encoders or {})
         self._row_of_id: dict[str, int] | None = None
+        self._image_row_of_text: np.ndarray | None = None
         self._thumbnails: Any = None
         self._load_lock = threading.Lock()
 
@@ -101,6 +107,7 @@ class Retriever:
         image_encoder: str | None = None,
         anchors: str | Path | None = None,
         device: str | None = None,
+        limits: Limits | None = None,
         _encoders: dict[SpaceKey, Encoder] | None = None,
     ) -> Retriever:
         """Open an index directory.
@@ -112,6 +119,7 @@ class Retriever:
             image_encoder: likewise for images.
             anchors: an anchor parquet the caller's side uses; refused if its hash differs.
             device: torch device for the query encoders.
+            limits: bounds on queries; default :class:`~pipeline.limits.Limits()`.
 
         Raises:
             IndexMismatchError: the manifest does not fit the given encoders or anchors.
@@ -139,7 +147,7 @@ class Retriever:
                 raise ValueError(f"{index_dir}: {m} index holds {indexes[m].ntotal} vectors but "
                                  f"{items[m].num_rows} metadata rows; the directory is inconsistent")
         logger.info("loaded index %s (%s)", index_dir, ", ".join(f"{m}: {indexes[m].ntotal}" for m in MODALITIES))
-        return cls(index_dir, manifest, projectors, indexes, items, encoders=_encoders, device=device)
+        return cls(index_dir, manifest, projectors, indexes, items, encoders=_encoders, device=device, limits=limits)
 
     # -- queries --------------------------------------------------------------------------------------
 
@@ -147,6 +155,11 @@ class Retriever:
     def languages(self) -> list[str]:
         """Languages whose anchor captions can project a text query."""
         return [s.lang for s in self.projectors if s.lang is not None]
+
+    @property
+    def caption_languages(self) -> list[str]:
+        """Languages of the stored captions, which ``result_lang`` may select."""
+        return sorted(self.manifest.counts.get("text_lang_ranges", {})) or self.languages
 
     def encoder(self, modality: str, lang: str | None = None) -> Encoder:
         """The query encoder of ``modality`` (and text ``lang``), loaded on first use and checked."""
@@ -171,8 +184,13 @@ class Retriever:
                 raise ValueError(f"no anchor captions in language {lang!r}; this index has {self.languages}")
             vecs = self.encoder("text", lang).encode(texts, show_progress=False)
             return self.projectors[SpaceKey.text(lang)].transform(vecs)
-        images = image if isinstance(image, list) else [image]
-        return self.projectors[IMAGE].transform(self.encoder("image").encode(images, show_progress=False))
+        return self._embed_images(image if isinstance(image, list) else [image], self.limits.max_image_pixels)
+
+    def _embed_images(self, images: list[Any], max_pixels: int) -> np.ndarray:
+        # Decoded here rather than in the encoder, so errors name "the query image", not an item "#0".
+        names = ["the query image"] if len(images) == 1 else [f"query image #{i}" for i in range(len(images))]
+        rgb = [load_image(x, what=name, max_pixels=max_pixels) for x, name in zip(images, names)]
+        return self.projectors[IMAGE].transform(self.encoder("image").encode(rgb, show_progress=False))
 
     def search(
         self,
@@ -189,24 +207,37 @@ class Retriever:
         Args:
             text: a query string (searches images unless ``target`` says otherwise).
             image: a PIL image, a path or encoded bytes (searches captions unless ``target`` says otherwise).
-            k: number of hits.
+            k: number of hits, 1..``limits.max_k``.
             target: ``"image"`` or ``"text"``; default the other modality (same-modality search works too).
             lang: language of a text query; it is projected through that language's anchor captions.
             result_lang: keep only captions in this language when searching text.
 
         Returns:
             Hits, best first.
+
+        Raises:
+            QueryError: the query breaks a rule of :meth:`pipeline.query.Query.validate` (a ValueError).
+            ImageTooLargeError: the image has more than ``limits.max_image_pixels`` pixels (a ValueError).
         """
-        if not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        if text is not None and (not isinstance(text, str) or not text.strip()):
-            raise ValueError("text query must be a non-empty string")
-        query_modality = "text" if text is not None else "image"
-        target = target or ("image" if query_modality == "text" else "text")
-        if target not in MODALITIES:
-            raise ValueError(f"target must be one of {MODALITIES}, got {target!r}")
-        xq = self.embed(text=text, image=image, lang=lang)
-        return self.search_vectors(xq, k, target=target, result_lang=result_lang)[0]
+        query = Query(text=text, image=image, k=k, target=target, lang=lang, result_lang=result_lang)
+        return self.search_query(query)
+
+    def check_query(self, query: Query, limits: Limits | None = None) -> Query:
+        """Validate ``query`` against this index's languages and ``limits`` (default ``self.limits``)."""
+        return query.validate(
+            languages=self.languages, caption_languages=self.caption_languages, limits=limits or self.limits
+        )
+
+    def search_query(self, query: Query, *, limits: Limits | None = None) -> list[Hit]:
+        """Run a :class:`~pipeline.query.Query`, validated first against ``limits`` (default ``self.limits``)."""
+        limits = limits or self.limits
+        q = self.check_query(query, limits)
+        if q.text is not None:
+            xq = self.embed(text=q.text, lang=q.lang)
+        else:
+            xq = self._embed_images([q.image], limits.max_image_pixels)
+        target = q.target or "text"  # always filled by validate; the fallback only narrows the type
+        return self.search_vectors(xq, q.k, target=target, result_lang=q.result_lang)[0]
 
     def search_vectors(
         self, xq: np.ndarray, k: int = 10, *, target: str = "image", result_lang: str | None = None
@@ -235,12 +266,30 @@ class Retriever:
 
     def _hits(self, modality: str, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
         keep = rows >= 0  # FAISS pads with -1 when fewer than k results pass a filter
-        table = self.items[modality].take(rows[keep].astype(np.int64))
+        rows = rows[keep].astype(np.int64)
+        table = self.items[modality].take(rows)
+        recs = table.to_pylist()
+        if modality == "text":  # a caption is an item's too: its metadata lives in the image table
+            meta = self.items["image"].take(self._image_rows_of_text()[rows])
+            meta = meta.drop_columns([c for c in ("id", "caption") if c in meta.column_names])
+            for rec, extra in zip(recs, meta.to_pylist()):
+                rec.update({key: value for key, value in extra.items() if key not in rec})
         hits = []
-        for score, rec in zip(scores[keep], table.to_pylist()):
+        for score, rec in zip(scores[keep], recs):
             item_id, caption, lang = rec.pop("id"), rec.pop("caption", None), rec.pop("lang", None)
             hits.append(Hit(item_id, float(score), modality, caption, lang, rec))
         return hits
+
+    def _image_rows_of_text(self) -> np.ndarray:
+        """For each caption row, the row of its item in the image table (computed once, vectorised)."""
+        if self._image_row_of_text is None:
+            import pyarrow.compute as pc
+
+            rows = pc.index_in(self.items["text"].column("id"), value_set=self.items["image"].column("id"))
+            if rows.null_count:
+                raise ValueError(f"{self.index_dir}: {rows.null_count} captions have no item in the image table")
+            self._image_row_of_text = rows.to_numpy(zero_copy_only=False).astype(np.int64)
+        return self._image_row_of_text
 
     # -- re-anchoring -----------------------------------------------------------------------------------
 

@@ -66,3 +66,36 @@ def test_python_dash_m(small_index: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(proc.stdout)) == 2
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert lines[0].startswith("relspace: error: ")
+    return lines[0]
+
+
+def test_search_huge_image_is_one_line_exit_2(small_index: Path, tmp_path: Path, capsys) -> None:
+    """A 20000x20000 PNG (a few bytes, header only) names the limit; PIL's bomb message never shows."""
+    from .bomb import HUGE_MESSAGE, png_header
+
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_header(20_000, 20_000))
+    assert main(["-q", "search", str(small_index), "--image", str(huge)]) == 2
+    line = _error_line(capsys)
+    assert "the query image" in line and HUGE_MESSAGE in line and "bomb" not in line.lower()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--text", "cat", "-k", str(10**9)], "k must be an integer between 1 and 100, got 1000000000"),
+        (["--text", "cat", "-k", "0"], "between 1 and 100, got 0"),
+        (["--text", "a" * 1_000_000], "text has 1000000 characters; the limit is 1000"),
+    ],
+    ids=["k-huge", "k-zero", "text-1MB"],
+)
+def test_search_rules_as_the_api(small_index: Path, capsys, args: list[str], message: str) -> None:
+    assert main(["-q", "search", str(small_index), *args]) == 2
+    assert message in _error_line(capsys)

@@ -105,3 +105,59 @@ def test_load_refuses_inconsistent_directory(small_index: Path, tmp_path: Path) 
         Retriever.load(broken)
     with pytest.raises(FileNotFoundError, match="not a relspace index"):
         Retriever.load(tmp_path)
+
+
+# -- query rules and limits: the same as the CLI and the server (see tests/test_query.py) ----------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"text": "cat", "k": 10**9}, "k must be an integer between 1 and 100, got 1000000000"),
+        ({"text": "cat", "k": True}, "got True"),
+        ({"text": "cat", "k": 0}, "between 1 and 100, got 0"),
+        ({"text": "a" * 1_000_000}, "text has 1000000 characters; the limit is 1000"),
+    ],
+    ids=["k-huge", "k-bool", "k-zero", "text-1MB"],
+)
+def test_search_refuses_what_the_server_refuses(small_retriever: Retriever, kwargs: dict, message: str) -> None:
+    """No silent cap of k, no bool as k, no silent truncation of a long text."""
+    with pytest.raises(ValueError, match=message):
+        small_retriever.search(**kwargs)
+
+
+def test_retriever_limits_are_configurable(small_index: Path) -> None:
+    from pipeline.limits import Limits
+
+    r = Retriever.load(small_index, limits=Limits(max_k=3))
+    assert len(r.search(text="cat", k=3)) == 3
+    with pytest.raises(ValueError, match="between 1 and 3"):
+        r.search(text="cat", k=4)
+
+
+def test_huge_query_image_is_one_clear_error(small_retriever: Retriever, tmp_path: Path) -> None:
+    from .bomb import HUGE_MESSAGE, png_header
+
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_header(20_000, 20_000))
+    for image in (path, path.read_bytes()):
+        with pytest.raises(ValueError, match=HUGE_MESSAGE) as e:
+            small_retriever.search(image=image, k=3)
+        assert str(e.value).startswith("the query image") and "bomb" not in str(e.value).lower()
+
+
+def test_query_image_errors_name_the_query_image(small_retriever: Retriever) -> None:
+    with pytest.raises(ValueError, match="the query image") as e:
+        small_retriever.search(image=b"not an image", k=3)
+    assert "#0" not in str(e.value) and "item" not in str(e.value)
+
+
+def test_caption_hits_carry_the_item_metadata(small_retriever: Retriever) -> None:
+    item_id = small_retriever.items["image"].column("id")[5].as_py()
+    for hits in (small_retriever.search(text="a smiling face", k=8, target="text"),
+                 small_retriever.search(image=small_retriever.thumbnail(item_id), k=8, result_lang="es")):
+        assert hits and all(h.modality == "text" for h in hits)
+        for h in hits:
+            rec = small_retriever.item(h.id)
+            assert h.metadata == {"char": rec["char"]}  # the caption and lang stay the hit's own
+            assert h.caption and h.lang in ("en", "es")

@@ -207,8 +207,17 @@ def test_health(client):
 def test_info(client, small_retriever):
     from pipeline.data.openmoji import attribution
 
-    body = client.get("/info").json()
-    assert body["manifest"] == json.loads(small_retriever.manifest.to_json())
+    res = client.get("/info")
+    body = res.json()
+    manifest = json.loads(small_retriever.manifest.to_json())
+    assert body["manifest"] == {  # what a client needs; the build config (local paths) stays on the server
+        "encoders": {"text": {"spec": "minilm", "dim": 384}, "image": {"spec": "efficientnet-lite0", "dim": 1280}},
+        "anchors": {"count": manifest["anchors"]["count"]},
+        "projector": manifest["projector"],
+        "faiss": {"factory": "Flat", "metric": "inner_product"},
+        "package_version": manifest["package_version"],
+    }
+    assert "config" not in res.text and manifest["config"]["data"]["cache_dir"] not in res.text
     assert body["languages"] == ["en", "es"] and body["caption_languages"] == ["en", "es"]
     assert body["counts"] == {"image": 160, "text": 320}
     assert body["limits"] == Limits().to_dict()
@@ -430,3 +439,152 @@ def test_cli_serve_loads_warms_and_runs_uvicorn(small_index, monkeypatch):
     assert seen["host"] == "127.0.0.1" and seen["port"] == 8123 and seen["workers"] == 1
     assert seen["log_level"] == "warning"  # -q quiets the access log too
     assert seen["health"]["status"] == "ok"
+
+
+# -- one rule on every entry point ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"text": "cat", "k": 10**9}, "k must be an integer between 1 and 100, got 1000000000"),
+        ({"text": "cat", "k": 0}, "k must be an integer between 1 and 100, got 0"),
+        ({"text": "a" * 1_000_000}, "text has 1000000 characters; the limit is 1000"),
+    ],
+    ids=["k-huge", "k-zero", "text-1MB"],
+)
+def test_query_rules_are_identical_on_http_api_and_cli(client, small_retriever, small_index, capsys, fields,
+                                                        message):
+    from pipeline.cli import main
+
+    detail = _assert_error(client.post("/search", json=fields), 422, "invalid_request")["detail"]
+    with pytest.raises(ValueError) as e:
+        small_retriever.search(**fields)
+    args = ["--text", fields["text"], *(["-k", str(fields["k"])] if "k" in fields else [])]
+    assert main(["-q", "search", str(small_index), *args]) == 2
+    cli = capsys.readouterr().err.strip()
+    assert detail == str(e.value) == cli.removeprefix("relspace: error: ")
+    assert message in detail
+
+
+@pytest.mark.parametrize("k", [True, False])
+def test_k_bool_is_422(client, small_retriever, k):
+    """JSON true is not a k, as ``Retriever.search(k=True)`` is refused."""
+    _assert_error(client.post("/search", json={"text": "cat", "k": k}), 422, "invalid_request", "k")
+    _assert_error(client.post("/search", data={"text": "cat", "k": str(k).lower()}), 422, "invalid_request", "k")
+    with pytest.raises(ValueError, match="k must be"):
+        small_retriever.search(text="cat", k=k)
+
+
+def test_huge_image_detail_is_ours_not_pils(client):
+    from .bomb import HUGE_MESSAGE, png_header
+
+    res = client.post("/search", files={"image": ("bomb.png", png_header(20_000, 20_000), "image/png")})
+    detail = _assert_error(res, 413, "content_too_large", HUGE_MESSAGE)["detail"]
+    assert detail.startswith("the query image is too large") and "bomb" not in detail.lower()
+
+
+def test_upload_errors_name_the_query_image(client, png):
+    res = client.post("/search", files={"image": ("q.png", png[: len(png) // 2], "image/png")})
+    detail = _assert_error(res, 400, "bad_request", "the query image")["detail"]
+    assert "item '" not in detail and "#0" not in detail
+
+
+def test_caption_hits_carry_metadata(client, small_retriever, png):
+    res = client.post("/search", files={"image": ("q.png", png, "image/png")}, data={"k": "6"})
+    assert res.status_code == 200, res.text
+    for h in res.json()["hits"]:
+        assert h["modality"] == "text" and h["metadata"] == {"char": small_retriever.item(h["id"])["char"]}
+
+
+def test_read_query_alone():
+    """``read_query`` is a plain module-level coroutine: it runs on a bare Starlette request."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from pipeline.serve.errors import ApiError
+    from pipeline.serve.routes import read_query
+
+    def request(body: bytes, ctype: bytes) -> Request:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        scope = {"type": "http", "method": "POST", "path": "/search", "query_string": b"",
+                 "headers": [(b"content-type", ctype)]}
+        return Request(scope, receive)
+
+    fields, data = asyncio.run(read_query(request(b'{"text": "cat", "k": 3}', b"application/json"), Limits()))
+    assert (fields.text, fields.k, data) == ("cat", 3, None)
+    fields, data = asyncio.run(read_query(request(b"text=cat&k=4", b"application/x-www-form-urlencoded"), Limits()))
+    assert (fields.text, fields.k, data) == ("cat", 4, None)
+    with pytest.raises(ApiError) as e:
+        asyncio.run(read_query(request(b"cat", b"text/plain"), Limits()))
+    assert e.value.status == 415
+
+
+# -- /info: what a client needs, nothing from the server's disk -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec, public",
+    [
+        ("minilm", "minilm"),
+        ("st:sentence-transformers/all-MiniLM-L6-v2", "st:sentence-transformers/all-MiniLM-L6-v2"),
+        ("st:/home/ana/models/my-minilm", "st:my-minilm"),
+        ("st:~/models/my-minilm/", "st:my-minilm"),
+        ("st:./models/mini", "st:mini"),
+        ("timm:efficientnet_b0@/srv/ckpt/b0.pth", "timm:efficientnet_b0@b0.pth"),
+        ("open_clip:ViT-B-32/laion2b_s34b_b79k", "open_clip:ViT-B-32/laion2b_s34b_b79k"),
+        ("open_clip:ViT-B-32//srv/ckpt/clip.pt", "open_clip:ViT-B-32/clip.pt"),
+        ("onnx:/opt/m/model.onnx@/opt/m/tok", "onnx:model.onnx@tok"),
+        ("st:C:\\Users\\ana\\mini", "st:mini"),
+    ],
+)
+def test_public_spec_drops_local_directories(spec, public):
+    from pipeline.serve.info import public_spec
+
+    assert public_spec(spec) == public
+
+
+def _with_manifest(retriever, **changes: Any):
+    """A shallow copy of the shared retriever with an edited manifest (the shared one stays untouched)."""
+    import copy
+
+    other = copy.copy(retriever)
+    other.manifest = copy.deepcopy(retriever.manifest)
+    for key, value in changes.items():
+        setattr(other.manifest, key, value)
+    return other
+
+
+def test_info_hides_local_paths(small_retriever):
+    encoders = {
+        "text": {**small_retriever.manifest.encoders["text"], "spec": "st:/home/ana/models/my-minilm"},
+        "image": {**small_retriever.manifest.encoders["image"], "spec": "timm:tf_efficientnet_lite0@/srv/w/b0.pth"},
+    }
+    config = {**small_retriever.manifest.config, "data": {"source": "folder", "path": "/home/ana/photos"}}
+    with TestClient(create_app(_with_manifest(small_retriever, encoders=encoders, config=config))) as c:
+        res = c.get("/info")
+    assert res.status_code == 200
+    assert "/home/ana" not in res.text and "/srv" not in res.text
+    body = res.json()
+    assert body["manifest"]["encoders"] == {"text": {"spec": "st:my-minilm", "dim": 384},
+                                            "image": {"spec": "timm:tf_efficientnet_lite0@b0.pth", "dim": 1280}}
+    assert body["attribution"] is None  # a folder of the user's own images needs no notice
+
+
+def test_info_attribution_comes_from_the_source_registry(small_retriever):
+    """Any registered source with a notice gets it shown; the server names no source itself."""
+    from pipeline.data import Attribution, register_source
+
+    notice = Attribution("Photos by Test Lab. License: CC BY 4.0", "https://example.org/", "CC BY 4.0",
+                         "https://creativecommons.org/licenses/by/4.0/")
+    register_source("test-serve-credited", attribution=lambda: notice)(lambda cfg: None)
+    config = {**small_retriever.manifest.config, "data": {"source": "test-serve-credited"}}
+    with TestClient(create_app(_with_manifest(small_retriever, config=config))) as c:
+        assert c.get("/info").json()["attribution"] == notice.to_dict()
+    root = resources.files("pipeline.serve")
+    for name in ("__init__.py", "app.py", "engine.py", "errors.py", "info.py", "middleware.py", "routes.py",
+                 "schemas.py"):
+        assert "openmoji" not in root.joinpath(name).read_text().lower(), name

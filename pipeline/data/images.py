@@ -9,14 +9,29 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..limits import MAX_IMAGE_PIXELS
+
 # Transparent pixels are composited onto white: emoji, icons and cut-outs are drawn for light pages.
 BACKGROUND = (255, 255, 255)
-# Decompression-bomb guard: refuse anything above this many pixels (PIL warns at ~89M).
-MAX_PIXELS = 64_000_000
+# The decompression-bomb guard is ours (load_image, against pipeline.limits), checked from the header
+# before any pixel is decoded. PIL's own guard would speak first, in its own words: a warning above
+# ~89 MP and DecompressionBombError in Image.open above ~179 MP, whatever limit relspace is configured
+# with. One limit, one message: PIL's check is switched off and ours always runs instead.
+Image.MAX_IMAGE_PIXELS = None
 
 
 class ImageLoadError(ValueError):
     """An image could not be read or converted; the message names the item."""
+
+
+class ImageTooLargeError(ImageLoadError):
+    """An image has more pixels than the limit (a decompression bomb, or just too big to decode)."""
+
+
+def too_large_message(what: str, width: int | None, height: int | None, limit: int) -> str:
+    """The one wording of the pixel limit, for every entry point."""
+    size = f"{width}x{height} = {width * height} pixels" if width and height else "its pixel count"
+    return f"{what} is too large: {size} exceeds the limit of {limit} pixels"
 
 
 def _open(source: Any) -> Image.Image:
@@ -53,32 +68,41 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
-def load_image(source: Any, item: str | None = None) -> Image.Image:
-    """Open and fully decode ``source`` as RGB.
+def load_image(
+    source: Any, item: str | None = None, *, what: str | None = None, max_pixels: int = MAX_IMAGE_PIXELS
+) -> Image.Image:
+    """Open and fully decode ``source`` as RGB, refusing more than ``max_pixels`` before decoding.
 
     Args:
         source: a PIL image, a path, encoded bytes, or a 🤗 datasets ``{"bytes", "path"}`` dict.
-        item: the item's id, used in the error message.
+        item: the item's id, used in the error message ("item 'x'").
+        what: how errors name the image instead, e.g. "the query image".
+        max_pixels: the pixel limit (default :data:`pipeline.limits.MAX_IMAGE_PIXELS`).
 
     Returns:
         A loaded RGB image.
 
     Raises:
-        ImageLoadError: the file is missing, truncated, not an image, or too large.
+        ImageTooLargeError: the header declares more than ``max_pixels`` pixels.
+        ImageLoadError: the file is missing, truncated or not an image.
     """
-    what = f"item {item!r}" if item is not None else "image"
+    what = what or (f"item {item!r}" if item is not None else "image")
     where = f" ({source})" if isinstance(source, (str, os.PathLike)) else ""
     try:
         img = _open(source)
-        if img.width * img.height > MAX_PIXELS:
-            raise ImageLoadError(
-                f"{what}{where}: {img.width}x{img.height} pixels exceeds the limit of {MAX_PIXELS}"
-            )
+        if img.width * img.height > max_pixels:
+            if img is not source:  # we opened it: release the file now, not at garbage collection
+                img.close()
+            raise ImageTooLargeError(too_large_message(f"{what}{where}", img.width, img.height, max_pixels))
         img.load()
         return to_rgb(img)
     except ImageLoadError:
         raise
+    except Image.DecompressionBombError as e:  # only if a host application re-enabled PIL's own guard
+        raise ImageTooLargeError(too_large_message(f"{what}{where}", None, None, max_pixels)) from e
     except FileNotFoundError as e:
         raise ImageLoadError(f"{what}: image file not found: {e.filename or source}") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UnidentifiedImageError as e:  # PIL's message holds a BytesIO repr, useless to a reader
+        raise ImageLoadError(f"{what}{where}: cannot decode image: not a format Pillow recognises") from e
+    except (OSError, SyntaxError, ValueError) as e:
         raise ImageLoadError(f"{what}{where}: cannot decode image: {e}") from e

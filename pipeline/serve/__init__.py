@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .limits import Limits
+from pipeline.limits import Limits  # re-exported: the one home of every bound is pipeline.limits
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -27,7 +27,7 @@ def create_app(retriever: Retriever, *, limits: Limits | None = None) -> FastAPI
 
     Args:
         retriever: the loaded index, shared by all requests.
-        limits: request bounds; default :class:`Limits()`.
+        limits: request bounds; default the retriever's own (:class:`Limits()` unless it was given others).
 
     Returns:
         The app, ready for uvicorn or ``fastapi.testclient.TestClient``.
@@ -58,7 +58,7 @@ def serve(
         host: interface to bind; the default serves this machine only.
         port: TCP port.
         device: torch device for the query encoders.
-        limits: request bounds; default :class:`Limits()`.
+        limits: request bounds; default the retriever's own (:class:`Limits()` unless it was given others).
         max_connections: concurrent connections before uvicorn answers 503, so a burst queues boundedly.
         warm: load both encoders and run one query of each kind before accepting requests.
         log_level: uvicorn's log level (access lines show at "info"); default follows the ``pipeline``
@@ -70,7 +70,7 @@ def serve(
 
     from .app import warm_up
 
-    retriever = Retriever.load(index_dir, device=device)
+    retriever = Retriever.load(index_dir, device=device, limits=limits)
     if warm:
         warm_up(retriever)
     app = create_app(retriever, limits=limits)
