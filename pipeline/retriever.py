@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from .config import Config, ProjectorConfig, from_dict, load_config
 from .data.images import load_image
 from .encoders import Encoder, create_encoder
 from .index import read_faiss, search_faiss
+from .items import Hit, ItemTables
 from .layout import PROJECTORS, THUMBNAILS, index_file, items_file
 from .limits import Limits
 from .manifest import Manifest
@@ -25,24 +25,6 @@ from .relative import RelativeProjector, load_projectors
 from .spaces import IMAGE, MODALITIES, SpaceKey
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Hit:
-    """One search result: the item's id, cosine score in the relative space, modality and metadata."""
-
-    id: str  # item id, as in the data source
-    score: float  # cosine similarity of the relative vectors (higher is closer)
-    modality: str  # "image" or "text": what was found
-    caption: str | None = None  # the item's caption (for text hits: the matched caption)
-    lang: str | None = None  # language of a text hit's caption
-    metadata: dict[str, Any] = field(default_factory=dict)  # other columns of the source (e.g. char)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def __getitem__(self, key: str) -> Any:  # hits also read like dicts: hit["id"]
-        return getattr(self, key) if key in self.__dataclass_fields__ else self.metadata[key]
 
 
 class Retriever:
@@ -66,12 +48,10 @@ class Retriever:
     ):
         self.index_dir, self.manifest, self.projectors = index_dir, manifest, projectors
         self.indexes, self.items = indexes, items
+        self.tables = ItemTables(items, index_dir / THUMBNAILS)
         self.device = device
         self.limits = limits or Limits()  # bounds every query obeys (k, text length, image pixels)
         self._encoders: dict[SpaceKey, Encoder] = dict(encoders or {})
-        self._row_of_id: dict[str, int] | None = None
-        self._image_row_of_text: np.ndarray | None = None
-        self._thumbnails: Any = None
         self._load_lock = threading.Lock()
 
     # -- construction ---------------------------------------------------------------------------------
@@ -253,7 +233,7 @@ class Retriever:
             D, I = search_faiss(index, xq, k)
         else:
             D, I = index.search(np.ascontiguousarray(xq, np.float32), max(1, min(k, index.ntotal)), params=params)
-        return [self._hits(target, d, i) for d, i in zip(D, I)]
+        return [self.tables.hits(target, d, i) for d, i in zip(D, I)]
 
     def _lang_selector(self, lang: str) -> Any:
         import faiss
@@ -263,33 +243,6 @@ class Retriever:
             raise ValueError(f"no captions in language {lang!r}; this index has {sorted(ranges)}")
         start, end = ranges[lang]
         return faiss.SearchParameters(sel=faiss.IDSelectorRange(start, end))
-
-    def _hits(self, modality: str, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
-        keep = rows >= 0  # FAISS pads with -1 when fewer than k results pass a filter
-        rows = rows[keep].astype(np.int64)
-        table = self.items[modality].take(rows)
-        recs = table.to_pylist()
-        if modality == "text":  # a caption is an item's too: its metadata lives in the image table
-            meta = self.items["image"].take(self._image_rows_of_text()[rows])
-            meta = meta.drop_columns([c for c in ("id", "caption") if c in meta.column_names])
-            for rec, extra in zip(recs, meta.to_pylist()):
-                rec.update({key: value for key, value in extra.items() if key not in rec})
-        hits = []
-        for score, rec in zip(scores[keep], recs):
-            item_id, caption, lang = rec.pop("id"), rec.pop("caption", None), rec.pop("lang", None)
-            hits.append(Hit(item_id, float(score), modality, caption, lang, rec))
-        return hits
-
-    def _image_rows_of_text(self) -> np.ndarray:
-        """For each caption row, the row of its item in the image table (computed once, vectorised)."""
-        if self._image_row_of_text is None:
-            import pyarrow.compute as pc
-
-            rows = pc.index_in(self.items["text"].column("id"), value_set=self.items["image"].column("id"))
-            if rows.null_count:
-                raise ValueError(f"{self.index_dir}: {rows.null_count} captions have no item in the image table")
-            self._image_row_of_text = rows.to_numpy(zero_copy_only=False).astype(np.int64)
-        return self._image_row_of_text
 
     # -- re-anchoring -----------------------------------------------------------------------------------
 
@@ -329,22 +282,11 @@ class Retriever:
 
     def item(self, item_id: str) -> dict[str, Any] | None:
         """An item's metadata (from the image table), or None if the id is unknown."""
-        if self._row_of_id is None:
-            self._row_of_id = {v: i for i, v in enumerate(self.items["image"].column("id").to_pylist())}
-        row = self._row_of_id.get(item_id)
-        return None if row is None else self.items["image"].slice(row, 1).to_pylist()[0]
+        return self.tables.item(item_id)
 
     def thumbnail(self, item_id: str) -> bytes | None:
         """The stored PNG thumbnail of an item, or None."""
-        if self._thumbnails is None:
-            import pyarrow.parquet as pq
-
-            path = self.index_dir / THUMBNAILS
-            table = pq.read_table(path) if path.is_file() else None
-            self._thumbnails = {} if table is None else dict(
-                zip(table.column("id").to_pylist(), table.column("png").to_pylist())
-            )
-        return self._thumbnails.get(item_id)
+        return self.tables.thumbnail(item_id)
 
     def __repr__(self) -> str:
         enc = {m: r["spec"] for m, r in self.manifest.encoders.items()}
