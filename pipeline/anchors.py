@@ -55,8 +55,8 @@ def check_anchor_count(count: int, n_items: int) -> None:
     if count > n_items:
         suggestion = max(2, min(n_items // 3, 800))
         raise ValueError(
-            f"anchors.count is {count}, but the data has only {n_items} items: anchors are chosen from the "
-            f"items; set anchors.count to at most {n_items} (e.g. {suggestion}, leaving the rest to search)"
+            f"cannot choose {count} anchors from {n_items} items: anchors are chosen from the items; set "
+            f"anchors.count to at most {n_items} (e.g. {suggestion}, leaving the rest to search)"
         )
 
 

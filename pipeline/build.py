@@ -14,12 +14,12 @@ import numpy as np
 
 from .anchors import AnchorSet, check_anchor_count, select_anchors, selection_features
 from .config import Config
-from .data import cache_dir, captions, load_data
+from .data import BadRow, cache_dir, captions, load_data
 from .embed import embed_dataset
 from .encoders import Encoder, make_encoder
 from .files import atomic_directory
 from .index import build_faiss, write_faiss
-from .layout import ANCHORS, CONFIG, PROJECTORS, THUMBNAILS, index_file, items_file
+from .layout import ANCHORS, CONFIG, PROJECTORS, SKIPPED, THUMBNAILS, index_file, items_file
 from .manifest import MANIFEST, Manifest
 from .relative import RelativeProjector, save_projectors
 from .spaces import IMAGE, MODALITIES, SpaceKey
@@ -58,8 +58,9 @@ def encoder_for(encoders: dict[SpaceKey, Encoder], space: SpaceKey) -> Encoder:
 def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[SpaceKey, Encoder]:
     """Write a complete index for ``cfg`` to ``out``; returns the encoders so callers can reuse them."""
     languages = cfg.data.languages
+    skipped: list[BadRow] = []
     with timed("loading data"):
-        ds = load_data(cfg.data)
+        ds = load_data(cfg.data, skipped=skipped)
     if not cfg.anchors.path:
         check_anchor_count(cfg.anchors.count, len(ds))  # before any model loads or item is embedded
     encoders = load_encoders(cfg, device)
@@ -97,7 +98,7 @@ def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[Sp
         projector=dict(vars(cfg.projector)),
         faiss={"factory": cfg.index.factory, "metric": "inner_product", "normalized": True},
         counts={"items": n, "image": indexes["image"].ntotal, "text": indexes["text"].ntotal,
-                "text_lang_ranges": lang_ranges},
+                "text_lang_ranges": lang_ranges, "skipped": len(skipped)},
         package_version=__version__,
         config=cfg.to_dict(),
     )
@@ -107,6 +108,7 @@ def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[Sp
         save_projectors(tmp / PROJECTORS, projectors)
         anchors.save(tmp / ANCHORS)
         _write_items(ds, languages, tmp)
+        _write_skipped(skipped, tmp / SKIPPED)
         if cfg.index.thumbnails:
             _write_thumbnails(ds, cfg.index.thumbnails, tmp / THUMBNAILS)
         cfg.save(tmp / CONFIG)
@@ -152,6 +154,15 @@ def _write_items(ds: Any, languages: list[str], out: Path) -> None:
         rows["lang"] += [lang] * len(ids)
         rows["caption"] += texts
     pq.write_table(pa.table(rows), out / items_file("text"))
+
+
+def _write_skipped(skipped: list[BadRow], path: Path) -> None:
+    """Which rows the build left out and why: written even when empty, so its absence means an older index."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": pa.array([b.id for b in skipped], pa.string()),
+                             "reason": pa.array([b.reason for b in skipped], pa.string())}), path)
 
 
 def _write_thumbnails(ds: Any, side: int, path: Path) -> None:

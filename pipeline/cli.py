@@ -60,10 +60,13 @@ def _print_hits(hits: list[Any], as_json: bool) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from . import Retriever
+    from .layout import SKIPPED
 
     r = Retriever.build(args.config, args.out, device=args.device)
-    print(f"built {r.index_dir}: {r.manifest.counts['image']} images, {r.manifest.counts['text']} captions, "
-          f"{r.manifest.anchors['count']} anchors")
+    counts = r.manifest.counts
+    skipped = f"; {counts['skipped']} bad rows skipped (listed in {r.index_dir / SKIPPED})" if counts["skipped"] else ""
+    print(f"built {r.index_dir}: {counts['image']} images, {counts['text']} captions, "
+          f"{r.manifest.anchors['count']} anchors{skipped}")
     return 0
 
 

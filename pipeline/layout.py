@@ -6,6 +6,7 @@ PROJECTORS = "projector.safetensors"  # anchor embeddings and statistics per spa
 ANCHORS = "anchors.parquet"  # the parallel anchor set: ids, images, captions per language
 THUMBNAILS = "thumbnails.parquet"  # id -> PNG thumbnail, for the web page
 CONFIG = "config.yaml"  # the config that built the index
+SKIPPED = "skipped.parquet"  # rows of the data left out of the build (data.on_error: skip), with the reason
 
 
 def index_file(modality: str) -> str:

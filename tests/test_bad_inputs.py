@@ -35,7 +35,9 @@ def folder_config(root: Path, cache: Path):
     return load_config(
         {
             "name": "folder",
-            "data": {"source": "folder", "path": str(root), "captions": "captions.csv", "cache_dir": str(cache)},
+            # on_error: fail, so that each bad row below stops the build (the default, skip, leaves it out)
+            "data": {"source": "folder", "path": str(root), "captions": "captions.csv", "cache_dir": str(cache),
+                     "on_error": "fail"},
             "anchors": {"count": 5},
             "projector": {"topk": 3},
             "index": {"thumbnails": 32},

@@ -169,7 +169,7 @@ def test_too_many_anchors_fail_before_any_model_loads(tmp_path: Path, capsys, mo
     monkeypatch.setattr(pipeline.build, "load_encoders", no_models)
     assert main(["-q", "build", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "idx")]) == 2
     err = capsys.readouterr().err
-    assert "anchors.count is 50, but the data has only 12 items" in err and not (tmp_path / "idx").exists()
+    assert "cannot choose 50 anchors from 12 items" in err and "anchors.count" in err and not (tmp_path / "idx").exists()
 
 
 def test_shipped_folder_config_suits_a_small_folder() -> None:
@@ -188,3 +188,70 @@ def test_kmeans_anchors_on_a_small_set_print_no_faiss_warning(capfd) -> None:
     feats = np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32)
     assert len(select_anchors(300, 150, strategy="kmeans", features=feats)) == 150
     assert "training points" not in capfd.readouterr().err
+
+
+def break_two_images(folder: Path) -> None:
+    """One image missing, one truncated mid-file: the two bad rows of a user's folder."""
+    (folder / "img003.png").unlink()
+    data = (folder / "img007.png").read_bytes()
+    (folder / "img007.png").write_bytes(data[: len(data) // 2])
+
+
+def test_bad_rows_are_found_before_any_model_loads_and_skipped(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Defect 3: a bad row failed the build only after every earlier image was embedded."""
+    import pyarrow.parquet as pq
+
+    from pipeline import Retriever
+    from pipeline.config import load_config
+
+    folder = make_folder(tmp_path / "imgs", n=12, extra_langs=())
+    break_two_images(folder)
+    cfg = load_config(folder_config(folder, tmp_path))
+    assert cfg.data.on_error == "skip"
+    r = Retriever.build(cfg, tmp_path / "idx")
+    assert r.manifest.counts["items"] == 10 and r.manifest.counts["skipped"] == 2
+    skipped = pq.read_table(tmp_path / "idx" / "skipped.parquet").to_pylist()
+    assert [row["id"] for row in skipped] == ["item003", "item007"]
+    assert "image file not found" in skipped[0]["reason"] and "cannot decode image" in skipped[1]["reason"]
+    assert {h.id for h in r.search(text="a red square", k=10)}.isdisjoint({"item003", "item007"})
+
+
+def test_on_error_fail_names_the_row_in_one_line_and_keeps_the_old_index(tmp_path: Path, capsys,
+                                                                          monkeypatch) -> None:
+    """Defect 3: fail mode stops at the first bad row, before any encoder loads, with one line naming it."""
+    import yaml
+
+    import pipeline.build
+
+    folder = make_folder(tmp_path / "imgs", n=12, extra_langs=())
+    cfg = folder_config(folder, tmp_path, on_error="fail")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["-q", "build", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "idx")]) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir()}
+    break_two_images(folder)
+
+    def no_models(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an encoder was loaded before the rows were checked")
+
+    monkeypatch.setattr(pipeline.build, "load_encoders", no_models)
+    assert main(["-q", "build", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "idx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "item 'item003': image file not found" in err and "on_error" in err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir()} == before
+
+
+def test_an_encode_error_is_the_items_one_line_not_a_worker_traceback(tmp_path: Path) -> None:
+    """Defect 3: errors inside DataLoader workers arrived as "Caught ImageLoadError in DataLoader worker"."""
+    from pipeline.data.images import ImageLoadError
+    from pipeline.encoders import create_encoder
+
+    good = (make_folder(tmp_path / "imgs", n=1, extra_langs=()) / "img000.png").read_bytes()
+    items = [good] * 70 + [good[: len(good) // 2]]  # enough for DataLoader workers; the last one truncated
+    ids = [f"x{i}" for i in range(len(items))]
+    enc = create_encoder("efficientnet-lite0", "image")
+    enc.num_workers = 1
+    with pytest.raises(ImageLoadError) as info:
+        enc.encode(items, ids=ids)
+    message = str(info.value)
+    assert message.startswith("item 'x70': cannot decode image") and "\n" not in message
+    assert "DataLoader worker" not in message

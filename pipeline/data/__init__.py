@@ -10,12 +10,13 @@ from .base import (
     DataSource,
     cache_dir,
     captions,
+    check_ids,
     list_sources,
     load_data,
     register_source,
     source_attribution,
-    validate,
 )
+from .checks import BadRow
 
-__all__ = ["REQUIRED_COLUMNS", "Attribution", "DataSource", "cache_dir", "captions", "list_sources", "load_data",
-           "register_source", "source_attribution", "validate"]
+__all__ = ["REQUIRED_COLUMNS", "Attribution", "BadRow", "DataSource", "cache_dir", "captions", "check_ids",
+           "list_sources", "load_data", "register_source", "source_attribution"]

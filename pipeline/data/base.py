@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import DataConfig
 from ..registry import Registry
+from .checks import BadRow, scan_rows
 
 if TYPE_CHECKING:
     import datasets
@@ -90,8 +91,16 @@ def captions(ds: Any, lang: str) -> list[str]:
     return [(c or {}).get(lang) or "" for c in ds["captions"]]
 
 
-def load_data(cfg: DataConfig) -> datasets.Dataset:
-    """Load the configured source and check the columns and ids every later stage relies on."""
+def load_data(cfg: DataConfig, *, skipped: list[BadRow] | None = None) -> datasets.Dataset:
+    """Load the configured source and check what every later stage relies on, before any model loads.
+
+    Ids must be unique and non-empty (an error: they make the data ambiguous). Every row is probed
+    (:mod:`.checks`): a bad one is left out or stops the load, as ``cfg.on_error`` says.
+
+    Args:
+        cfg: the data config.
+        skipped: if given, the rows left out are appended to it, with their reasons.
+    """
     ds = SOURCES.get(cfg.source).load(cfg)
     missing = [c for c in REQUIRED_COLUMNS if c not in ds.column_names]
     if missing:
@@ -101,21 +110,23 @@ def load_data(cfg: DataConfig) -> datasets.Dataset:
 
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(ds), cfg.limit, replace=False))
         ds = ds.select(keep.tolist())
-    validate(ds, cfg.languages)
+    check_ids(ds["id"])
+    ds, bad = scan_rows(ds, cfg, captions(ds, cfg.languages[0]))
+    if skipped is not None:
+        skipped.extend(bad)
+    if len(ds) == 0:
+        raise ValueError(f"no row of data source {cfg.source!r} can be indexed ({len(bad)} bad rows, "
+                         f"e.g. {bad[0].reason if bad else 'none'})")
     logger.info("loaded %d items from %s", len(ds), cfg.source)
     return ds
 
 
-def validate(ds: datasets.Dataset, languages: Sequence[str]) -> None:
-    """Refuse duplicate or empty ids and empty primary captions, naming the first offending item."""
-    ids = ds["id"]
+def check_ids(ids: Sequence[object]) -> None:
+    """Refuse duplicate or empty ids, naming the first offending row."""
     seen: set[str] = set()
     for i, item_id in enumerate(ids):
         if not isinstance(item_id, str) or not item_id.strip():
             raise ValueError(f"row {i}: empty or non-string id {item_id!r}")
         if item_id in seen:
-            raise ValueError(f"duplicate id {item_id!r} (row {i})")
+            raise ValueError(f"duplicate id {item_id!r} (row {i}): ids must be unique")
         seen.add(item_id)
-    for item_id, caption in zip(ids, captions(ds, languages[0])):
-        if not caption.strip():
-            raise ValueError(f"item {item_id!r}: empty caption in the primary language {languages[0]!r}")
