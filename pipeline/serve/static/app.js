@@ -98,7 +98,7 @@
     // Link the project name and the licence inside the official sentence, keeping its wording exact.
     const text = a.text;
     const parts = [
-      { word: "OpenMoji", href: a.project_url },
+      { word: a.project, href: a.project_url },
       { word: a.license, href: a.license_url },
     ];
     let pos = 0;
