@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .data import captions
+from .files import read_parquet
 from .hashing import hash_arrays
 from .registry import Registry
 from .relative import l2_normalize
@@ -203,9 +204,7 @@ class AnchorSet:
 
     @classmethod
     def load(cls, path: str | Path) -> AnchorSet:
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(str(path))
+        table = read_parquet(path, "anchor file")  # a missing or damaged file is named, not left to pyarrow
         missing = {"id", "image", "captions"} - set(table.column_names)
         if missing:
             raise ValueError(f"anchor file {path} lacks columns {sorted(missing)}")

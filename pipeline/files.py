@@ -1,4 +1,4 @@
-"""File-system helpers for index directories: atomic directory swaps and hard-linked copies."""
+"""File-system helpers for index directories: atomic directory swaps, hard-linked copies, checked parquet reads."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -60,3 +61,31 @@ def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def read_parquet(path: str | Path, what: str) -> Any:
+    """Read a parquet table, refusing a missing or damaged file in one line that names ``what`` and the file.
+
+    pyarrow's own errors (ArrowInvalid: "Parquet magic bytes not found in footer") say neither which
+    table it was nor what to do; a half-copied index is the usual cause.
+
+    Args:
+        path: the parquet file.
+        what: how the message names it, e.g. "image item table".
+
+    Returns:
+        A ``pyarrow.Table``.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: the file is truncated or not parquet.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{what} missing: {path}")
+    try:
+        return pq.read_table(str(path))
+    except (pa.ArrowException, OSError) as e:
+        raise ValueError(f"{what} {path} is damaged (truncated or not a parquet file)") from e

@@ -49,11 +49,16 @@ def write_faiss(index: Any, path: str | Path) -> None:
 
 
 def read_faiss(path: str | Path) -> Any:
+    """Read a FAISS index file, refusing a missing or damaged one in one line that names it."""
     import faiss
 
     if not Path(path).is_file():
-        raise FileNotFoundError(f"FAISS index file missing: {path}")
-    return faiss.read_index(str(path))
+        raise FileNotFoundError(f"FAISS index file missing: {path}; the index is incomplete: rebuild it")
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as e:  # FAISS speaks C++ (file, line, assertion); the reader needs the file and a remedy
+        damaged = f"FAISS index file {path} is damaged (truncated or not a FAISS index); rebuild the index"
+        raise ValueError(damaged) from e
 
 
 def search_faiss(index: Any, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from .files import read_parquet
+
 
 @dataclass
 class Hit:
@@ -73,9 +75,7 @@ class ItemTables:
     def thumbnail(self, item_id: str) -> bytes | None:
         """The stored PNG thumbnail of an item, or None."""
         if self._thumbnails is None:
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(self.thumbnails_path) if self.thumbnails_path.is_file() else None
+            table = read_parquet(self.thumbnails_path, "thumbnail table") if self.thumbnails_path.is_file() else None
             self._thumbnails = {} if table is None else dict(
                 zip(table.column("id").to_pylist(), table.column("png").to_pylist())
             )

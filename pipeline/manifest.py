@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .layout import index_file
 from .spaces import SpaceKey
 
 MANIFEST = "manifest.json"
@@ -51,11 +52,13 @@ class Manifest:
                 f"{path}: index format version {data.get('format_version')} is not the supported "
                 f"{FORMAT_VERSION}; rebuild the index with this relspace"
             )
-        known = set(cls.__dataclass_fields__)
-        try:
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as e:  # a required field is missing
-            raise ValueError(f"{path} is incomplete ({e}); the index is damaged: rebuild it") from None
+        # Named by us: the TypeError of __init__ ("missing 1 required positional argument") speaks Python.
+        required = [f.name for f in cls.__dataclass_fields__.values()
+                    if f.default is MISSING and f.default_factory is MISSING]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise ValueError(f"{path} lacks the required field {missing[0]!r}; the index is damaged: rebuild it")
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     @property
     def spaces(self) -> list[SpaceKey]:
@@ -80,6 +83,15 @@ class Manifest:
             raise IndexMismatchError(
                 f"{modality} encoder dim mismatch: the index expects {rec['dim']}, the encoder gives {dim}"
             )
+
+    def check_counts(self, index_dir: str | Path, stored: dict[str, int]) -> None:
+        """Refuse an index whose files hold other vector counts than the manifest records (a mixed-up copy)."""
+        for modality, n in stored.items():
+            if self.counts.get(modality) != n:
+                raise ValueError(
+                    f"{Path(index_dir) / MANIFEST} records {self.counts.get(modality)} {modality} vectors, but "
+                    f"{index_file(modality)} holds {n}; the directory is inconsistent: rebuild the index"
+                )
 
     def check_anchors(self, anchor_hash: str) -> None:
         if anchor_hash != self.anchors["hash"]:

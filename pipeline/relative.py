@@ -183,8 +183,17 @@ def save_projectors(path: str | Path, projectors: Mapping[Any, RelativeProjector
 
 def load_projectors(path: str | Path, names: Sequence[K], options: ProjectorConfig) -> dict[K, RelativeProjector]:
     """Read projectors written by :func:`save_projectors` (safetensors: no code is executed)."""
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    state = load_file(str(path))
-    return {n: RelativeProjector.from_state(state, str(n), options) for n in names}
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"projector file missing: {path}; the index is incomplete: rebuild it")
+    try:
+        state = load_file(str(path))
+    except SafetensorError as e:  # its text ("incomplete metadata, file not fully covered") names no file
+        raise ValueError(f"projector file {path} is damaged (truncated or not safetensors); rebuild the index") from e
+    try:
+        return {n: RelativeProjector.from_state(state, str(n), options) for n in names}
+    except ValueError as e:  # a tensor the manifest expects is absent: say which file lacks it
+        raise ValueError(f"{path}: {e}; rebuild the index") from None
 

@@ -14,6 +14,7 @@ from .build import build_index
 from .config import Config, ProjectorConfig, from_dict, load_config
 from .data.images import load_image
 from .encoders import Encoder, create_encoder
+from .files import read_parquet
 from .index import read_faiss, search_faiss
 from .items import Hit, ItemTables
 from .layout import PROJECTORS, THUMBNAILS, index_file, items_file
@@ -118,14 +119,13 @@ class Retriever:
             if p.dim != rec["dim"]:
                 raise ValueError(f"{index_dir}: projector {str(space)!r} reads dim {p.dim}, but its encoder "
                                  f"{rec['spec']!r} has dim {rec['dim']}")
-        import pyarrow.parquet as pq
-
         indexes = {m: read_faiss(index_dir / index_file(m)) for m in MODALITIES}
-        items = {m: pq.read_table(index_dir / items_file(m)) for m in MODALITIES}
+        items = {m: read_parquet(index_dir / items_file(m), f"{m} item table") for m in MODALITIES}
         for m in MODALITIES:
             if indexes[m].ntotal != items[m].num_rows:
                 raise ValueError(f"{index_dir}: {m} index holds {indexes[m].ntotal} vectors but "
                                  f"{items[m].num_rows} metadata rows; the directory is inconsistent")
+        manifest.check_counts(index_dir, {m: indexes[m].ntotal for m in MODALITIES})
         logger.info("loaded index %s (%s)", index_dir, ", ".join(f"{m}: {indexes[m].ntotal}" for m in MODALITIES))
         return cls(index_dir, manifest, projectors, indexes, items, encoders=_encoders, device=device, limits=limits)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..limits import MAX_IMAGE_PIXELS
 
@@ -37,6 +37,8 @@ def too_large_message(what: str, width: int | None, height: int | None, limit: i
 
 
 def _open(source: Any) -> Image.Image:
+    if _is_empty(source):  # PIL would say "cannot identify image file", as for a file of the wrong kind
+        raise OSError("the file is empty (0 bytes)")
     if isinstance(source, Image.Image):
         return source
     if isinstance(source, dict):  # 🤗 datasets Image(decode=False) value
@@ -48,6 +50,14 @@ def _open(source: Any) -> Image.Image:
     if isinstance(source, (str, os.PathLike)):
         return Image.open(source)
     raise TypeError(f"unsupported image source of type {type(source).__name__}")
+
+
+def _is_empty(source: Any) -> bool:
+    if isinstance(source, dict):
+        source = source.get("bytes") or source.get("path")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return len(source) == 0
+    return isinstance(source, (str, os.PathLike)) and os.path.isfile(source) and os.path.getsize(source) == 0
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -91,7 +101,8 @@ def load_image(
     with _named_errors(source, item, what, max_pixels):
         img = _open_within(source, item, what, max_pixels)
         img.load()
-        return to_rgb(img)
+        # Cameras store pixels as the sensor saw them and a rotation tag; an encoder must see the photo upright.
+        return to_rgb(ImageOps.exif_transpose(img))
 
 
 def probe_image(source: Any, item: str | None = None, *, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
