@@ -60,6 +60,20 @@ def _is_empty(source: Any) -> bool:
     return isinstance(source, (str, os.PathLike)) and os.path.isfile(source) and os.path.getsize(source) == 0
 
 
+def _is_svg(source: Any) -> bool:
+    """Whether an unreadable source is SVG, which folders of icons often mix in and PIL cannot draw."""
+    if isinstance(source, dict):
+        source = source.get("bytes") or source.get("path")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        head = bytes(source[:1024])
+    elif isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
+        with open(source, "rb") as f:
+            head = f.read(1024)
+    else:
+        return False
+    return b"<svg" in head.lower()
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB: alpha over white, palettes expanded, 16/32-bit rescaled."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -153,6 +167,8 @@ def _named_errors(source: Any, item: str | None, what: str | None, max_pixels: i
     except FileNotFoundError as e:
         raise ImageLoadError(f"{who}: image file not found: {e.filename or source}") from e
     except UnidentifiedImageError as e:  # PIL's message holds a BytesIO repr, useless to a reader
-        raise ImageLoadError(f"{who}{where}: cannot decode image: not a format Pillow recognises") from e
+        why = "an SVG drawing, not a raster image: convert it to PNG" if _is_svg(source) else (
+            "not a format Pillow recognises")
+        raise ImageLoadError(f"{who}{where}: cannot decode image: {why}") from e
     except (OSError, SyntaxError, ValueError, TypeError) as e:
         raise ImageLoadError(f"{who}{where}: cannot decode image: {e}") from e
