@@ -37,8 +37,6 @@ def too_large_message(what: str, width: int | None, height: int | None, limit: i
 
 
 def _open(source: Any) -> Image.Image:
-    if _is_empty(source):  # PIL would say "cannot identify image file", as for a file of the wrong kind
-        raise OSError("the file is empty (0 bytes)")
     if isinstance(source, Image.Image):
         return source
     if isinstance(source, dict):  # 🤗 datasets Image(decode=False) value
@@ -52,26 +50,21 @@ def _open(source: Any) -> Image.Image:
     raise TypeError(f"unsupported image source of type {type(source).__name__}")
 
 
-def _is_empty(source: Any) -> bool:
+def _unidentified(source: Any) -> str:
+    """Why PIL recognised no format, from the first bytes: read only after it failed, so decoding pays nothing."""
     if isinstance(source, dict):
         source = source.get("bytes") or source.get("path")
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return len(source) == 0
-    return isinstance(source, (str, os.PathLike)) and os.path.isfile(source) and os.path.getsize(source) == 0
-
-
-def _is_svg(source: Any) -> bool:
-    """Whether an unreadable source is SVG, which folders of icons often mix in and PIL cannot draw."""
-    if isinstance(source, dict):
-        source = source.get("bytes") or source.get("path")
+    head = b"?"
     if isinstance(source, (bytes, bytearray, memoryview)):
         head = bytes(source[:1024])
     elif isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
         with open(source, "rb") as f:
             head = f.read(1024)
-    else:
-        return False
-    return b"<svg" in head.lower()
+    if not head:
+        return "the file is empty (0 bytes)"
+    if b"<svg" in head.lower():  # folders of icons often mix SVGs in; PIL draws no vectors
+        return "an SVG drawing, not a raster image: convert it to PNG"
+    return "not a format Pillow recognises"
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -167,8 +160,6 @@ def _named_errors(source: Any, item: str | None, what: str | None, max_pixels: i
     except FileNotFoundError as e:
         raise ImageLoadError(f"{who}: image file not found: {e.filename or source}") from e
     except UnidentifiedImageError as e:  # PIL's message holds a BytesIO repr, useless to a reader
-        why = "an SVG drawing, not a raster image: convert it to PNG" if _is_svg(source) else (
-            "not a format Pillow recognises")
-        raise ImageLoadError(f"{who}{where}: cannot decode image: {why}") from e
+        raise ImageLoadError(f"{who}{where}: cannot decode image: {_unidentified(source)}") from e
     except (OSError, SyntaxError, ValueError, TypeError) as e:
         raise ImageLoadError(f"{who}{where}: cannot decode image: {e}") from e
