@@ -7,15 +7,19 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .data import captions
+from .data import caption_list, caption_rows, captions
+from .embed import Pooling, pool_captions
 from .files import read_parquet
 from .hashing import hash_arrays
 from .registry import Registry
 from .relative import l2_normalize
+
+if TYPE_CHECKING:
+    from .encoders import Encoder
 
 logger = logging.getLogger(__name__)
 
@@ -161,27 +165,44 @@ def _stratified(n: int, count: int, rng: np.random.Generator, features: np.ndarr
 
 @dataclass
 class AnchorSet:
-    """A parallel anchor set: for each anchor an id, an image, and captions per language."""
+    """A parallel anchor set: for each anchor an id, an image, and its captions per language."""
 
     ids: list[str]
     images: list[Any]  # encoded bytes or file paths, as the data source gave them
-    captions: dict[str, list[str]]  # language -> one caption per anchor
+    captions: dict[str, list[list[str]]]  # language -> per anchor its captions (empty: no translation)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @property
     def hash(self) -> str:
-        """sha256 over ids, captions and image contents: equal hash, same anchors."""
+        """sha256 over ids, captions and image contents: equal hash, same anchors.
+
+        A single caption hashes as itself and a missing one as "", so anchor files written before lists
+        of captions keep their hash.
+        """
         digests = [hashlib.sha256(_image_bytes(img)).hexdigest() for img in self.images]
         langs = sorted(self.captions)
-        return hash_arrays(*self.ids, *langs, *(c for lang in langs for c in self.captions[lang]), *digests)
+        texts = ("\x1f".join(caps) for lang in langs for caps in self.captions[lang])
+        return hash_arrays(*self.ids, *langs, *texts, *digests)
 
     @classmethod
     def from_dataset(cls, ds: Any, indices: Sequence[int], languages: Sequence[str]) -> AnchorSet:
         sub = ds.select(list(map(int, indices)))
         return cls(ids=list(sub["id"]), images=list(sub["image"]),
                    captions={lang: captions(sub, lang) for lang in languages})
+
+    def text_vectors(
+        self, encoder: Encoder, lang: str, pooling: Pooling = "mean", batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The text side of the anchors in ``lang``: each anchor's captions embedded and pooled.
+
+        Returns:
+            (k, d) vectors of the k anchors that have a caption in ``lang``, and their positions.
+        """
+        rows, texts = caption_rows(self.captions[lang])
+        vecs = encoder.encode(texts, batch_size=batch_size, ids=[self.ids[i] for i in rows])
+        return pool_captions(vecs, rows, range(len(self)), pooling)
 
     def save(self, path: str | Path) -> None:
         """Write as parquet with images embedded as bytes, so an index directory is self-contained."""
@@ -193,10 +214,10 @@ class AnchorSet:
             {
                 "id": pa.array(self.ids, pa.string()),
                 "image": pa.array([_image_bytes(i) for i in self.images], pa.binary()),
-                "caption": pa.array(self.captions[langs[0]], pa.string()),
+                "caption": pa.array([caps[0] if caps else "" for caps in self.captions[langs[0]]], pa.string()),
                 "captions": pa.array(
                     [{lang: self.captions[lang][i] for lang in langs} for i in range(len(self))],
-                    pa.struct([(lang, pa.string()) for lang in langs]),
+                    pa.struct([(lang, pa.list_(pa.string())) for lang in langs]),
                 ),
             }
         )
@@ -213,7 +234,7 @@ class AnchorSet:
         return cls(
             ids=table.column("id").to_pylist(),
             images=table.column("image").to_pylist(),
-            captions={lang: [c[lang] or "" for c in caps] for lang in langs},
+            captions={lang: [caption_list(c[lang]) for c in caps] for lang in langs},
         )
 
 

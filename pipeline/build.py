@@ -14,8 +14,8 @@ import numpy as np
 
 from .anchors import AnchorSet, check_anchor_count, select_anchors, selection_features
 from .config import Config
-from .data import BadRow, cache_dir, captions, load_data
-from .embed import embed_dataset
+from .data import BadRow, cache_dir, caption_rows, captions, load_data
+from .embed import embed_dataset, pool_captions
 from .encoders import Encoder, make_encoder
 from .files import atomic_directory
 from .index import build_faiss, write_faiss
@@ -65,6 +65,8 @@ def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[Sp
         check_anchor_count(cfg.anchors.count, len(ds))  # before any model loads or item is embedded
     encoders = load_encoders(cfg, device)
     cache = cache_dir(cfg.data) / "embeddings"
+    # One text row per caption: items with several captions have several rows, a missing translation none.
+    rows = {lang: caption_rows(captions(ds, lang)) for lang in languages}
     with timed("embedding images"):
         x_image = embed_dataset(ds, encoders[IMAGE], batch_size=cfg.batch_size, cache=cache)
     with timed("embedding captions"):
@@ -75,9 +77,11 @@ def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[Sp
         }
 
     with timed("anchors"):
-        anchors, a_image, a_text = _anchors(cfg, ds, encoders, x_image, x_text)
+        anchors, a_image, a_text = _anchors(cfg, ds, encoders, x_image, x_text, {k: r for k, (r, _) in rows.items()})
     projectors = {IMAGE: RelativeProjector(cfg.projector).fit(a_image)}
-    projectors.update({SpaceKey.text(lang): RelativeProjector(cfg.projector).fit(a_text[lang]) for lang in languages})
+    projectors.update({SpaceKey.text(lang): RelativeProjector(cfg.projector).fit(vecs, positions=pos,
+                                                                                total=len(anchors))
+                       for lang, (vecs, pos) in a_text.items()})
 
     with timed("projecting"):
         r_image = projectors[IMAGE].transform(x_image)
@@ -88,13 +92,15 @@ def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[Sp
             "text": build_faiss(np.vstack(r_text), cfg.index.factory, cfg.index.train_size, cfg.anchors.seed),
         }
     n = len(ds)
-    lang_ranges = {lang: [i * n, (i + 1) * n] for i, lang in enumerate(languages)}
+    ends = np.cumsum([len(rows[lang][1]) for lang in languages]).tolist()
+    lang_ranges = {lang: [start, end] for lang, start, end in zip(languages, [0, *ends], ends)}
     infos = {str(key): e.info.to_dict() for key, e in encoders.items()}
     manifest = Manifest(
         encoders=infos,
         stored_by=infos,
         anchors={"hash": anchors.hash, "count": len(anchors), "strategy": cfg.anchors.strategy,
-                 "spaces": [str(key) for key in projectors]},
+                 "spaces": [str(key) for key in projectors], "caption_pooling": cfg.anchors.caption_pooling,
+                 "per_language": {lang: len(pos) for lang, (_, pos) in a_text.items()}},
         projector=dict(vars(cfg.projector)),
         faiss={"factory": cfg.index.factory, "metric": "inner_product", "normalized": True},
         counts={"items": n, "image": indexes["image"].ntotal, "text": indexes["text"].ntotal,
@@ -107,7 +113,7 @@ def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[Sp
             write_faiss(index, tmp / index_file(m))
         save_projectors(tmp / PROJECTORS, projectors)
         anchors.save(tmp / ANCHORS)
-        _write_items(ds, languages, tmp)
+        _write_items(ds, rows, tmp)
         _write_skipped(skipped, tmp / SKIPPED)
         if cfg.index.thumbnails:
             _write_thumbnails(ds, cfg.index.thumbnails, tmp / THUMBNAILS)
@@ -119,41 +125,59 @@ def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[Sp
 
 
 def _anchors(
-    cfg: Config, ds: Any, encoders: dict[SpaceKey, Encoder], x_image: np.ndarray, x_text: dict[str, np.ndarray]
-) -> tuple[AnchorSet, np.ndarray, dict[str, np.ndarray]]:
-    """The anchor set and its absolute embeddings per modality (and per caption language)."""
-    languages = cfg.data.languages
+    cfg: Config,
+    ds: Any,
+    encoders: dict[SpaceKey, Encoder],
+    x_image: np.ndarray,
+    x_text: dict[str, np.ndarray],
+    rows: dict[str, np.ndarray],
+) -> tuple[AnchorSet, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The anchor set, its image embeddings, and per language its pooled caption embeddings and positions.
+
+    ``x_text[lang]`` holds one row per caption and ``rows[lang]`` the item of each row. An anchor without a
+    caption in a language is absent from that language's projector (its position is missing).
+    """
+    languages, pooling = cfg.data.languages, cfg.anchors.caption_pooling
     if cfg.anchors.path:
         anchors = AnchorSet.load(cfg.anchors.path)
         missing = [lang for lang in languages if lang not in anchors.captions]
         if missing:
             raise ValueError(f"anchor file {cfg.anchors.path} has no captions in {missing}")
         a_image = encoders[IMAGE].encode(anchors.images, batch_size=cfg.batch_size, ids=anchors.ids)
-        a_text = {lang: encoder_for(encoders, SpaceKey.text(lang)).encode(
-                      anchors.captions[lang], batch_size=cfg.batch_size, ids=anchors.ids)
-                  for lang in languages}
-        return anchors, a_image, a_text
-    idx = select_anchors(len(ds), cfg.anchors.count, strategy=cfg.anchors.strategy, seed=cfg.anchors.seed,
-                         features=lambda: selection_features(x_image, x_text[languages[0]]))
-    anchors = AnchorSet.from_dataset(ds, idx, languages)
-    return anchors, x_image[idx], {lang: x[idx] for lang, x in x_text.items()}
+        a_text = {lang: anchors.text_vectors(encoder_for(encoders, SpaceKey.text(lang)), lang, pooling,
+                                             cfg.batch_size) for lang in languages}
+    else:
+        primary = languages[0]
+        idx = select_anchors(
+            len(ds), cfg.anchors.count, strategy=cfg.anchors.strategy, seed=cfg.anchors.seed,
+            features=lambda: selection_features(x_image, pool_captions(x_text[primary], rows[primary], range(len(ds)),
+                                                                       pooling)[0]))
+        anchors, a_image = AnchorSet.from_dataset(ds, idx, languages), x_image[idx]
+        a_text = {lang: pool_captions(x_text[lang], rows[lang], idx, pooling) for lang in languages}
+    for lang, (_, pos) in a_text.items():
+        if len(pos) < 2:
+            raise ValueError(f"only {len(pos)} of {len(anchors)} anchors have a caption in {lang!r}; a language "
+                             f"needs at least 2 (drop it from data.languages or choose other anchors)")
+        if len(pos) < len(anchors):
+            logger.warning("%d of %d anchors have no caption in %r: that language's projector uses the other %d",
+                           len(anchors) - len(pos), len(anchors), lang, len(pos))
+    return anchors, a_image, a_text
 
 
-def _write_items(ds: Any, languages: list[str], out: Path) -> None:
-    """Metadata aligned with FAISS ids: one row per image, and one row per (item, language) caption."""
+def _write_items(ds: Any, rows: dict[str, tuple[np.ndarray, list[str]]], out: Path) -> None:
+    """Metadata aligned with FAISS ids: one row per image, and one row per caption, language by language."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     meta = ds.remove_columns([c for c in STORAGE_COLUMNS if c in ds.column_names])
     pq.write_table(meta.with_format("arrow")[:], out / items_file("image"))
-    ids = ds["id"]
-    rows = {"id": [], "lang": [], "caption": []}
-    for lang in languages:
-        texts = captions(ds, lang)
-        rows["id"] += ids
-        rows["lang"] += [lang] * len(ids)
-        rows["caption"] += texts
-    pq.write_table(pa.table(rows), out / items_file("text"))
+    ids = np.asarray(ds["id"], dtype=object)
+    table = {"id": [], "lang": [], "caption": []}
+    for lang, (items, texts) in rows.items():
+        table["id"] += ids[items].tolist()
+        table["lang"] += [lang] * len(texts)
+        table["caption"] += texts
+    pq.write_table(pa.table(table), out / items_file("text"))
 
 
 def _write_skipped(skipped: list[BadRow], path: Path) -> None:

@@ -24,8 +24,10 @@ DEMO_LANGUAGES: tuple[str, ...] = ("en", "es", "fr", "de", "it", "pt", "ja", "zh
 
 @dataclass
 class DataConfig:
-    source: str = "openmoji"  # data source from the registry: "openmoji" or "folder"
-    path: str | None = None  # folder source: the image directory (caption file paths are relative to it)
+    source: str = "openmoji"  # data source from the registry: "openmoji", "folder" or "hf"
+    # folder: the image directory (caption paths are relative to it); hf: a hub name, a save_to_disk
+    # directory, an imagefolder directory (with metadata.csv/.jsonl) or data files (.parquet, .arrow, globs)
+    path: str | None = None
     captions: str | None = None  # folder source: caption file, .csv, .jsonl or .parquet
     # caption languages; the first is primary. A config without a data section is the nine-language demo.
     languages: list[str] = field(default_factory=lambda: ["en"])
@@ -34,6 +36,12 @@ class DataConfig:
     seed: int = 0  # seed of the limit sample
     cache_dir: str | None = None  # rendered data and embedding cache; default $RELSPACE_CACHE or ~/.cache/relspace
     encoding: str = "utf-8"  # folder source: text encoding of a .csv or .jsonl caption file, e.g. latin-1, cp1252
+    split: str = "train"  # hf source: the split to read
+    image_column: str = "image"  # hf source: an Image feature (bytes or paths) or a column of paths or bytes
+    caption_column: str = "caption"  # hf source: the primary language's captions, a string or a list per row
+    caption_columns: dict[str, str] = field(default_factory=dict)  # hf source: per language, {lang: column}
+    id_column: str | None = None  # hf source: unique item ids; None numbers the rows
+    label_column: str | None = None  # hf source: class labels, kept as the "label" column (eval --task classify)
     # a bad row (missing or corrupt image, too many pixels, empty primary caption), found by a fast pass
     # before any model loads: "skip" leaves it out and lists it in the index's skipped.parquet, "fail" stops
     on_error: Literal["skip", "fail"] = "skip"
@@ -45,6 +53,8 @@ class AnchorConfig:
     strategy: str = "random"  # selector from the registry: random, stratified, kmeans, fps
     seed: int = 0  # seed for the selector
     path: str | None = None  # a parquet anchor set to use instead of selecting anchors from the data
+    # an anchor's text side when it has several captions: their "mean" in the encoder space, or the "first"
+    caption_pooling: Literal["mean", "first"] = "mean"
 
 
 @dataclass

@@ -74,9 +74,13 @@ def reanchor(
                                                      and manifest.encoder_key(s) == key)]
     options = next(iter(projectors.values())).options
     refit = {}
+    pooling = manifest.anchors.get("caption_pooling", "mean")
     for space in spaces:
-        items = anchors.images if space.modality == "image" else anchors.captions[space.lang]
-        refit[space] = RelativeProjector(options).fit(encoder.encode(items, ids=anchors.ids))
+        if space.modality == "image":
+            refit[space] = RelativeProjector(options).fit(encoder.encode(anchors.images, ids=anchors.ids))
+        else:
+            vecs, positions = anchors.text_vectors(encoder, space.lang, pooling)
+            refit[space] = RelativeProjector(options).fit(vecs, positions=positions, total=len(anchors))
     new_projectors = {**projectors, **refit}
     new_manifest = copy.deepcopy(manifest)
     old = new_manifest.encoders[str(manifest.encoder_key(key))]

@@ -66,6 +66,11 @@ class RelativeProjector:
     coded by the anchor weights w = (K + ridge I)^-1 r that rebuild it, K being the same kernel
     among the anchors: many near-duplicate anchors otherwise dominate every similarity profile. It
     is L2-normalised last, so that inner product search is cosine search.
+
+    When some anchors lack this modality or language (a missing translation), the projector is fitted on
+    the anchors that have it, and ``positions`` says where each sits in the full anchor set: the output
+    keeps one coordinate per anchor of the set, zero for the absent ones, so that it stays comparable
+    with the other modality's vectors (their inner product then runs over the shared anchors).
     """
 
     def __init__(self, options: ProjectorConfig | None = None):
@@ -75,23 +80,45 @@ class RelativeProjector:
         self.col_mean: np.ndarray | None = None  # (m,) per-anchor similarity mean over the anchors
         self.col_std: np.ndarray | None = None  # (m,) per-anchor similarity std over the anchors
         self.coder: np.ndarray | None = None  # (m, m) (K + ridge I)^-1, when ridge coding is on
+        self.positions: np.ndarray | None = None  # (m,) each anchor's index in the full set; None: all present
+        self.total = 0  # anchors in the full set: the output width
 
     @property
     def num_anchors(self) -> int:
-        return 0 if self.anchors is None else len(self.anchors)
+        """Width of the relative vectors: every anchor of the set, present or not."""
+        return self.total
 
     @property
     def dim(self) -> int:
         """Dimension of the absolute space this projector reads."""
         return 0 if self.anchors is None else self.anchors.shape[1]
 
-    def fit(self, anchors: np.ndarray) -> RelativeProjector:
-        """Store the anchors' statistics; the anchors are absolute embeddings of one modality."""
+    def fit(
+        self, anchors: np.ndarray, *, positions: np.ndarray | None = None, total: int | None = None
+    ) -> RelativeProjector:
+        """Store the anchors' statistics; the anchors are absolute embeddings of one modality.
+
+        Args:
+            anchors: (m, d) embeddings of the anchors that have this modality (or language).
+            positions: where each of them sits in the full anchor set; None when all are present.
+            total: the size of the full anchor set (needed with ``positions``).
+        """
         a = np.asarray(anchors, dtype=np.float32)
         if a.ndim != 2 or len(a) < 2:
             raise ValueError(f"need a 2-D array of at least 2 anchor embeddings, got shape {a.shape}")
         if not np.isfinite(a).all():
             raise ValueError("anchor embeddings contain NaN or inf")
+        self.total = len(a) if total is None else int(total)
+        self.positions = None
+        if positions is not None:
+            positions = np.asarray(positions, dtype=np.int64)
+            if len(positions) != len(a) or len(np.unique(positions)) != len(a) or not (
+                    0 <= positions.min() and positions.max() < self.total):
+                raise ValueError(f"positions must be {len(a)} distinct anchor indices below {self.total}")
+            if not np.array_equal(positions, np.arange(self.total)):
+                self.positions = positions
+        elif self.total != len(a):
+            raise ValueError(f"{len(a)} anchor embeddings for a set of {self.total}: say where they sit (positions)")
         self.mean = a.mean(axis=0) if self.options.center else np.zeros(a.shape[1], np.float32)
         self.anchors = l2_normalize(a - self.mean)
         sims = (self.anchors @ self.anchors.T).astype(np.float64)
@@ -128,7 +155,12 @@ class RelativeProjector:
         s = self._kernel(self.cosine(x))
         if self.coder is not None:
             s = s @ self.coder
-        return l2_normalize(s)
+        s = l2_normalize(s)
+        if self.positions is None:
+            return s
+        full = np.zeros((len(s), self.total), dtype=np.float32)  # absent anchors: zero, so they add nothing
+        full[:, self.positions] = s
+        return full
 
     def _kernel(self, s: np.ndarray) -> np.ndarray:
         """Per-entry steps on raw cosines: column standardisation, top-k, signed power."""
@@ -157,6 +189,9 @@ class RelativeProjector:
         }
         if self.coder is not None:
             state[f"{prefix}.coder"] = self.coder
+        if self.positions is not None:
+            state[f"{prefix}.positions"] = self.positions
+            state[f"{prefix}.total"] = np.array([self.total], dtype=np.int64)
         return state
 
     @classmethod
@@ -166,6 +201,11 @@ class RelativeProjector:
             p.anchors, p.mean = state[f"{prefix}.anchors"], state[f"{prefix}.mean"]
             p.col_mean, p.col_std = state[f"{prefix}.col_mean"], state[f"{prefix}.col_std"]
             p.coder = state[f"{prefix}.coder"] if options.ridge is not None else None
+            if f"{prefix}.positions" in state:
+                p.positions = state[f"{prefix}.positions"].astype(np.int64)
+                p.total = int(state[f"{prefix}.total"][0])
+            else:
+                p.total = len(p.anchors)
         except KeyError as e:
             raise ValueError(f"projector file has no tensor {e.args[0]!r}") from None
         return p
@@ -177,7 +217,8 @@ def save_projectors(path: str | Path, projectors: Mapping[Any, RelativeProjector
 
     tensors: dict[str, np.ndarray] = {}
     for name, p in projectors.items():
-        tensors.update({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in p.state(str(name)).items()})
+        tensors.update({k: np.ascontiguousarray(v, dtype=np.int64 if v.dtype.kind == "i" else np.float32)
+                        for k, v in p.state(str(name)).items()})
     save_file(tensors, str(path))
 
 

@@ -86,7 +86,7 @@ def test_unknown_encoder_fails_at_once_in_one_line(small_index: Path, tmp_path: 
 def test_unknown_encoder_without_network_names_the_cause(monkeypatch) -> None:
     """Without HF_HUB_OFFLINE, the hub is probed once (briefly) instead of retried for a minute and a half."""
     from pipeline.encoders import create_encoder
-    from pipeline.encoders.hub import hub_reachable
+    from pipeline.hub import hub_reachable
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     if hub_reachable():

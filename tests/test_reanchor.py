@@ -43,7 +43,7 @@ def test_swap_refuses_tampered_anchors(index_copy: Path) -> None:
     from pipeline.anchors import AnchorSet
 
     a = AnchorSet.load(index_copy / "anchors.parquet")
-    a.captions["en"][0] = a.captions["en"][0] + " (edited)"
+    a.captions["en"][0] = [a.captions["en"][0][0] + " (edited)"]  # an anchor's captions are a list
     a.save(index_copy / "anchors.parquet")
     manifest = (index_copy / "manifest.json").read_text()
     with pytest.raises(IndexMismatchError, match="anchor set mismatch"):

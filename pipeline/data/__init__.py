@@ -1,14 +1,16 @@
 """Data sources through 🤗 datasets: a registry of loaders that all yield the same columns (see ``base``).
 
-Importing this package registers the built-in sources (``openmoji``, ``folder``).
+Importing this package registers the built-in sources (``openmoji``, ``folder``, ``hf``).
 """
 
-from . import sources  # noqa: F401  (registers the built-in sources)
+from . import hf, sources  # noqa: F401  (register the built-in sources)
 from .base import (
     REQUIRED_COLUMNS,
     Attribution,
     DataSource,
     cache_dir,
+    caption_list,
+    caption_rows,
     captions,
     check_ids,
     list_sources,
@@ -18,5 +20,6 @@ from .base import (
 )
 from .checks import BadRow
 
-__all__ = ["REQUIRED_COLUMNS", "Attribution", "BadRow", "DataSource", "cache_dir", "captions", "check_ids",
+__all__ = ["REQUIRED_COLUMNS", "Attribution", "BadRow", "DataSource", "cache_dir", "caption_list", "caption_rows",
+           "captions", "check_ids",
            "list_sources", "load_data", "register_source", "source_attribution"]

@@ -1,8 +1,9 @@
 """The data-source registry and the column contract every source fulfils.
 
 Every source yields a ``datasets.Dataset`` with at least ``id`` (unique string), ``image`` (encoded bytes
-or a file path), ``caption`` (the primary language's caption) and ``captions`` (struct: one string per
-configured language). Other columns are kept as metadata.
+or a file path), ``caption`` (the primary language's first caption, for display) and ``captions`` (struct:
+per configured language a string or a list of strings, null or empty where a translation is missing).
+Other columns are kept as metadata.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..config import DataConfig
 from ..registry import Registry
@@ -83,13 +86,28 @@ def cache_dir(cfg: DataConfig) -> Path:
     return path
 
 
-def captions(ds: Any, lang: str) -> list[str]:
-    """Every item's caption in ``lang`` ("" where it has none).
+def captions(ds: Any, lang: str) -> list[list[str]]:
+    """Every item's captions in ``lang``: a list per item, empty where the item has none in ``lang``.
 
-    The one place that reads captions by language: the ``captions`` struct holds every configured
-    language, the primary one included, so no caller has to know which column the primary lives in.
+    The one place that reads captions by language. The ``captions`` struct holds every configured language,
+    the primary one included, as a string or a list of strings per item (COCO and Flickr30k give five);
+    blank strings are dropped, so a missing translation is simply an empty list.
     """
-    return [(c or {}).get(lang) or "" for c in ds["captions"]]
+    return [caption_list((c or {}).get(lang)) for c in ds["captions"]]
+
+
+def caption_list(value: Any) -> list[str]:
+    """One item's captions in one language as a list of non-blank, stripped strings."""
+    if value is None:
+        return []
+    values = [value] if isinstance(value, str) else list(value)
+    return [v.strip() for v in values if isinstance(v, str) and v.strip()]
+
+
+def caption_rows(per_item: Sequence[Sequence[str]]) -> tuple[np.ndarray, list[str]]:
+    """Flatten captions per item into rows: (the item of each row, the texts), in item order."""
+    items = np.fromiter((i for i, caps in enumerate(per_item) for _ in caps), dtype=np.int64)
+    return items, [c for caps in per_item for c in caps]
 
 
 def load_data(cfg: DataConfig, *, skipped: list[BadRow] | None = None) -> datasets.Dataset:
@@ -118,6 +136,11 @@ def load_data(cfg: DataConfig, *, skipped: list[BadRow] | None = None) -> datase
     if len(ds) == 0:
         raise ValueError(f"no row of data source {cfg.source!r} can be indexed ({len(bad)} bad rows, "
                          f"e.g. {bad[0].reason if bad else 'none'})")
+    for lang in cfg.languages[1:]:
+        missing = sum(not c for c in captions(ds, lang))
+        if missing:
+            logger.warning("%d of %d items have no caption in %r: they are left out of that language's captions",
+                           missing, len(ds), lang)
     logger.info("loaded %d items from %s", len(ds), cfg.source)
     return ds
 

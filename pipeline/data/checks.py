@@ -29,9 +29,9 @@ class BadRow:
     reason: str
 
 
-def row_problem(item_id: str, image: object, caption: str | None, primary: str) -> str | None:
+def row_problem(item_id: str, image: object, captions: list[str], primary: str) -> str | None:
     """Why a row cannot be indexed, in one line naming it; None when it can."""
-    if not isinstance(caption, str) or not caption.strip():
+    if not captions:
         return f"item {item_id!r}: empty caption in the primary language {primary!r}"
     try:
         probe_image(image, item=item_id)
@@ -40,13 +40,15 @@ def row_problem(item_id: str, image: object, caption: str | None, primary: str) 
     return None
 
 
-def scan_rows(ds: datasets.Dataset, cfg: DataConfig, captions: list[str]) -> tuple[datasets.Dataset, list[BadRow]]:
+def scan_rows(
+    ds: datasets.Dataset, cfg: DataConfig, captions: list[list[str]]
+) -> tuple[datasets.Dataset, list[BadRow]]:
     """Probe every row; drop the bad ones (``on_error: skip``) or raise on the first (``fail``).
 
     Args:
         ds: the loaded dataset.
         cfg: its data config (``on_error`` and the primary language).
-        captions: every row's primary caption, in order.
+        captions: every row's primary-language captions, in order.
 
     Returns:
         The dataset without its bad rows, and those rows with their reasons.

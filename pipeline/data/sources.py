@@ -108,3 +108,4 @@ def check_encoding(path: Path, encoding: str) -> None:
             f"{encoding} ({e.reason}); set data.encoding to the file's encoding (e.g. latin-1 or cp1252), "
             f"or save the file as UTF-8"
         ) from None
+

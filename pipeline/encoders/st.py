@@ -6,8 +6,8 @@ import logging
 
 import numpy as np
 
+from ..hub import require_model
 from .base import Encoder, TextEncoder, register_encoder
-from .hub import require_model
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Retrieval and cross-space measures on aligned pairs: rank of the truth, R@K / MRR / median rank, Jaccard@k."""
+"""Retrieval and cross-space measures: rank of the truth (aligned or by owner), R@K / MRR / MedR, Jaccard@k."""
 
 from __future__ import annotations
 
@@ -12,17 +12,27 @@ RANK_CHUNK = 2048  # query rows scored at once: bounds the score matrix at RANK_
 
 
 def ranks_of_truth(xq: np.ndarray, xb: np.ndarray) -> np.ndarray:
-    """0-based rank of gallery item i for query i (the pairs are aligned), counting ties against us.
+    """0-based rank of gallery row i for query i (the pairs are aligned), counting ties against us."""
+    aligned = np.arange(len(xq))
+    return ranks_of_owner(xq, xb, aligned, aligned)
 
-    Pessimistic on ties: a gallery item scoring equal to the true one ranks ahead of it, so a method
-    that gives many items the same score (sparse vectors, chance) cannot look better than it is.
+
+def ranks_of_owner(xq: np.ndarray, xb: np.ndarray, owner_q: np.ndarray, owner_b: np.ndarray) -> np.ndarray:
+    """0-based rank of each query's best true gallery row: a row with the same owner (item), ties against us.
+
+    This is the standard protocol for several captions per image (COCO, Flickr30k): a caption query finds
+    its own image, and an image query is answered as soon as any of its captions is found; the rank counts
+    only the rows of other items. Pessimistic on ties: a row of another item scoring equal to the true one
+    ranks ahead of it, so a method that gives many rows the same score (sparse vectors, chance) cannot
+    look better than it is.
     """
-    n = len(xq)
-    ranks = np.empty(n, dtype=np.int64)
-    true = np.einsum("ij,ij->i", xq, xb)
-    for s in range(0, n, RANK_CHUNK):
+    owner_q, owner_b = np.asarray(owner_q), np.asarray(owner_b)
+    ranks = np.empty(len(xq), dtype=np.int64)
+    for s in range(0, len(xq), RANK_CHUNK):
         scores = xq[s : s + RANK_CHUNK] @ xb.T
-        ranks[s : s + RANK_CHUNK] = (scores >= true[s : s + RANK_CHUNK, None] - 1e-6).sum(axis=1) - 1
+        same = owner_q[s : s + RANK_CHUNK, None] == owner_b[None, :]
+        best_true = np.where(same, scores, -np.inf).max(axis=1, keepdims=True)
+        ranks[s : s + RANK_CHUNK] = ((scores >= best_true - 1e-6) & ~same).sum(axis=1)
     return ranks
 
 

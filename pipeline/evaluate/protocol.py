@@ -10,10 +10,12 @@ import numpy as np
 
 from ..anchors import check_anchor_count, select_anchors, selection_features
 from ..config import Config
+from ..data import caption_rows, captions
+from ..embed import embed_dataset, pool_captions
 from ..encoders import make_encoder
 from ..methods import fit_method
 from ..relative import RelativeProjector
-from .metrics import DIRECTIONS, cross_space_measures, ranks_of_truth, retrieval_metrics
+from .metrics import DIRECTIONS, cross_space_measures, ranks_of_owner, retrieval_metrics
 from .report import SplitMetrics, mean_over
 
 # method -> direction -> 0-based rank of the true match for each gallery item, for one split
@@ -24,9 +26,17 @@ Ranks = dict[str, dict[str, np.ndarray]]
 class Embeddings:
     """Absolute vectors of every item, aligned by row: the input every method is fitted and scored on."""
 
-    text: np.ndarray
-    image: np.ndarray
+    text: np.ndarray  # (n, d) each item's captions pooled (their mean): an anchor's text side
+    image: np.ndarray  # (n, d) each item's image
     ids: list[str]
+    captions: np.ndarray | None = None  # (c, d) every caption, the text queries; None: one per item, as text
+    caption_items: np.ndarray | None = None  # (c,) the item of each caption
+
+    def caption_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every caption and its item (one per item when no separate captions were given)."""
+        if self.captions is None or self.caption_items is None:
+            return self.text, np.arange(len(self.ids))
+        return self.captions, self.caption_items
 
 
 class SplitScores(NamedTuple):
@@ -45,9 +55,12 @@ def _data(cfg: Config) -> tuple[Any, Any]:
 
 def _embed(cfg: Config, ds: Any, cache: Any, modality: str, spec: str | None, lang: str | None = None) -> np.ndarray:
     """One modality of ``ds`` through the encoder ``spec`` (None: the configured one), cached."""
-    from ..embed import embed_dataset
-
     return embed_dataset(ds, make_encoder(cfg, modality, spec), lang=lang, batch_size=cfg.batch_size, cache=cache)
+
+
+def _caption_items(ds: Any, lang: str) -> np.ndarray:
+    """The item of each caption row in ``lang``, as :func:`embed_dataset` orders them."""
+    return caption_rows(captions(ds, lang))[0]
 
 
 def load_embeddings(cfg: Config, text_encoder: str | None = None, image_encoder: str | None = None) -> Embeddings:
@@ -58,8 +71,10 @@ def load_embeddings(cfg: Config, text_encoder: str | None = None, image_encoder:
     ds, cache = _data(cfg)
     for count in {cfg.anchors.count, *cfg.eval.anchor_counts}:
         check_anchor_count(count, len(ds))  # before anything is embedded
-    return Embeddings(_embed(cfg, ds, cache, "text", text_encoder, lang=cfg.data.languages[0]),
-                      _embed(cfg, ds, cache, "image", image_encoder), list(ds["id"]))
+    primary = cfg.data.languages[0]
+    caps, items = _embed(cfg, ds, cache, "text", text_encoder, lang=primary), _caption_items(ds, primary)
+    pooled, _ = pool_captions(caps, items, range(len(ds)), cfg.anchors.caption_pooling)  # every item has one
+    return Embeddings(pooled, _embed(cfg, ds, cache, "image", image_encoder), list(ds["id"]), caps, items)
 
 
 def gallery_mask(n: int, anchor_idx: np.ndarray) -> np.ndarray:
@@ -67,6 +82,11 @@ def gallery_mask(n: int, anchor_idx: np.ndarray) -> np.ndarray:
     mask = np.ones(n, dtype=bool)
     mask[anchor_idx] = False
     return mask
+
+
+def text_queries(emb: Embeddings, anchor_idx: np.ndarray) -> int:
+    """How many captions query in a split: every caption of every gallery item."""
+    return int(gallery_mask(len(emb.ids), anchor_idx)[emb.caption_rows()[1]].sum())
 
 
 def anchor_split(emb: Embeddings, cfg: Config, count: int, seed: int) -> np.ndarray:
@@ -78,15 +98,21 @@ def anchor_split(emb: Embeddings, cfg: Config, count: int, seed: int) -> np.ndar
 def evaluate_split(
     emb: Embeddings, anchor_idx: np.ndarray, methods: list[str], cfg: Config, seed: int, directions: Sequence[str]
 ) -> SplitScores:
-    """Fit every method on one anchor set and score it on every non-anchor item, in each of ``directions``."""
+    """Fit every method on one anchor set and score it on every non-anchor item, in each of ``directions``.
+
+    Every caption of a gallery item is a text query (t2i), and an image is answered by any of its captions
+    (i2t); with one caption per item this is the plain aligned protocol.
+    """
     mask = gallery_mask(len(emb.ids), anchor_idx)
-    gallery = {"text": emb.text[mask], "image": emb.image[mask]}
+    caps, items = emb.caption_rows()
+    owners = {"text": items[mask[items]], "image": np.flatnonzero(mask)}
     metrics: SplitMetrics = {}
     ranks: Ranks = {}
     for name in methods:
         space = fit_method(name, emb.text[anchor_idx], emb.image[anchor_idx], cfg.projector, seed)
-        mapped = {"text": space.text(gallery["text"]), "image": space.image(gallery["image"])}
-        ranks[name] = {d: ranks_of_truth(mapped[q], mapped[g]) for d, (q, g) in DIRECTIONS.items() if d in directions}
+        mapped = {"text": space.text(caps[mask[items]]), "image": space.image(emb.image[mask])}
+        ranks[name] = {d: ranks_of_owner(mapped[q], mapped[g], owners[q], owners[g])
+                       for d, (q, g) in DIRECTIONS.items() if d in directions}
         metrics[name] = {d: retrieval_metrics(r, cfg.eval.ks) for d, r in ranks[name].items()}
     return SplitScores(metrics, ranks)
 
@@ -101,15 +127,20 @@ def language_table(cfg: Config, native: Embeddings, seeds: list[int]) -> dict[st
     ks = [k for k in (1, 10) if k in cfg.eval.ks] or cfg.eval.ks[:1]
     table: dict[str, dict[str, dict[str, float]]] = {}
     for lang in cfg.eval.languages:
-        x = _embed(cfg, ds, cache, "text", cfg.text_encoders.get(lang), lang=lang)
+        x, items = _embed(cfg, ds, cache, "text", cfg.text_encoders.get(lang), lang=lang), _caption_items(ds, lang)
         runs: dict[str, list[dict[str, float]]] = {"translated": [], "english_anchors": []}
         for seed in seeds:
             idx = anchor_split(native, cfg, cfg.anchors.count, seed)
-            mask = gallery_mask(len(x), idx)
+            mask = gallery_mask(len(native.ids), idx)
             gallery = RelativeProjector(cfg.projector).fit(native.image[idx]).transform(native.image[mask])
-            for name, anchors in (("translated", x[idx]), ("english_anchors", native.text[idx])):
-                q = RelativeProjector(cfg.projector).fit(anchors).transform(x[mask])
-                runs[name].append(retrieval_metrics(ranks_of_truth(q, gallery), ks))
+            # A missing translation: the item is no query, and the anchor is left out of that language's side.
+            vecs, positions = pool_captions(x, items, idx, cfg.anchors.caption_pooling)
+            sides = {"translated": (vecs, positions), "english_anchors": (native.text[idx], None)}
+            for name, (anchors, pos) in sides.items():
+                q = RelativeProjector(cfg.projector).fit(anchors, positions=pos, total=len(idx))
+                ranks = ranks_of_owner(q.transform(x[mask[items]]), gallery, items[mask[items]], np.flatnonzero(mask))
+                runs[name].append({**retrieval_metrics(ranks, ks), "anchors": float(len(anchors)),
+                                   "queries": float(len(ranks))})
         table[lang] = {name: mean_over(rs) for name, rs in runs.items()}
     return table
 

@@ -7,10 +7,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..config import Config, load_config
 from . import protocol
 from .metrics import DIRECTIONS
-from .protocol import Embeddings, Ranks, anchor_split, cross_space, evaluate_split, language_table
+from .protocol import Embeddings, Ranks, anchor_split, cross_space, evaluate_split, language_table, text_queries
 from .report import aggregate, mean_nested
 
 logger = logging.getLogger(__name__)
@@ -89,6 +91,9 @@ def evaluate_with_ranks(
         "anchors": cfg.anchors.count,
         "anchor_strategy": cfg.anchors.strategy,
         "gallery": len(scored.ids) - cfg.anchors.count,
+        # every caption of a gallery item queries (t2i): more than the gallery with several captions per image
+        "text_queries": round(float(np.mean([text_queries(scored, anchor_split(native, cfg, cfg.anchors.count, seed))
+                                             for seed in seeds])), 1),
         "items": len(scored.ids),
         "seeds": seeds,
         "encoders": {"text": swaps["text"] or cfg.text_encoder, "image": swaps["image"] or cfg.image_encoder},

@@ -1,4 +1,4 @@
-"""Fail fast on a model name that can be had neither locally nor from the 🤗 hub.
+"""The 🤗 hub, reached only when needed: fail fast on a model or dataset that can be had neither locally nor from it.
 
 Without this, an unknown name costs a minute and a half of retries when there is no network, and ends in
 a traceback about connections. Names already in the local 🤗 cache load as usual, so offline users with
