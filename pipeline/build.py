@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from .anchors import AnchorSet, check_anchor_count, select_anchors, selection_features
+from .anchors import SELECTORS, AnchorSet, check_anchor_count, select_anchors, selection_features
 from .config import Config
 from .data import BadRow, cache_dir, caption_rows, captions, load_data
 from .embed import embed_dataset, pool_captions
-from .encoders import Encoder, make_encoder
+from .encoders import Encoder, check_spec, make_encoder
 from .files import atomic_directory
 from .index import build_faiss, write_faiss
 from .layout import ANCHORS, CONFIG, PROJECTORS, SKIPPED, THUMBNAILS, index_file, items_file
@@ -50,6 +50,15 @@ def load_encoders(cfg: Config, device: str | None) -> dict[SpaceKey, Encoder]:
     return encoders
 
 
+def check_config(cfg: Config) -> None:
+    """What can be refused from the config alone is refused before any data is read or model loaded."""
+    for modality, spec in (("text", cfg.text_encoder), ("image", cfg.image_encoder),
+                           *(("text", spec) for spec in cfg.text_encoders.values())):
+        check_spec(spec, modality)
+    if not cfg.anchors.path:
+        SELECTORS.get(cfg.anchors.strategy)
+
+
 def encoder_for(encoders: dict[SpaceKey, Encoder], space: SpaceKey) -> Encoder:
     """The encoder of a space: its own if it has one, else its modality's shared encoder."""
     return encoders.get(space) or encoders[space.shared]
@@ -58,6 +67,7 @@ def encoder_for(encoders: dict[SpaceKey, Encoder], space: SpaceKey) -> Encoder:
 def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[SpaceKey, Encoder]:
     """Write a complete index for ``cfg`` to ``out``; returns the encoders so callers can reuse them."""
     languages = cfg.data.languages
+    check_config(cfg)
     skipped: list[BadRow] = []
     with timed("loading data"):
         ds = load_data(cfg.data, skipped=skipped)

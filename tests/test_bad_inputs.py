@@ -392,7 +392,7 @@ def _no_image_column(root: Path) -> dict:
 
 BAD_BUILDS = [
     ("missing-data-folder", lambda root: {"data.path": str(root.parent / "nowhere")},
-     r"caption file not found: \S+nowhere/captions\.csv"),
+     r"image folder not found: \S+nowhere \(data\.path\)"),
     ("missing-caption-file", lambda root: {"data.captions": "gone.csv"}, r"caption file not found: \S+imgs/gone\.csv"),
     ("no-image-column", _no_image_column, r"caption file \S+noimage\.csv has no 'image' column"),
     ("unknown-encoder", lambda root: {"text_encoder": "bogus:thing"},

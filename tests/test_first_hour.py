@@ -255,3 +255,20 @@ def test_an_encode_error_is_the_items_one_line_not_a_worker_traceback(tmp_path: 
     message = str(info.value)
     assert message.startswith("item 'x70': cannot decode image") and "\n" not in message
     assert "DataLoader worker" not in message
+
+
+@pytest.mark.parametrize("override, match", [({"text_encoder": "bogus:thing"}, "unknown encoder 'bogus:thing'"),
+                                             ({"image_encoder": "minilm"}, "embeds text, not image"),
+                                             ({"anchors": {"strategy": "psychic"}}, "unknown anchor strategy")])
+def test_config_errors_are_refused_before_any_data_is_read(tmp_path: Path, monkeypatch, override, match) -> None:
+    import pipeline.build
+    from pipeline import Retriever
+    from pipeline.config import load_config
+
+    def no_data(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the data was read before the config was checked")
+
+    monkeypatch.setattr(pipeline.build, "load_data", no_data)
+    with pytest.raises(ValueError, match=match):
+        Retriever.build(load_config(override), tmp_path / "idx")
+    assert not (tmp_path / "idx").exists()

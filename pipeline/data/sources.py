@@ -48,6 +48,8 @@ def folder(cfg: DataConfig) -> datasets.Dataset:
     if not cfg.path or not cfg.captions:
         raise ValueError("the folder source needs data.path (image directory) and data.captions (file)")
     root = Path(cfg.path).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"image folder not found: {root} (data.path)")
     cap = Path(cfg.captions).expanduser()
     if not cap.is_absolute() and not cap.exists():
         cap = root / cap

@@ -5,7 +5,7 @@ Importing this package registers the built-in schemes, as sentence-transformers'
 """
 
 from .base import Encoder, EncoderInfo, Modality, register_alias, register_encoder
-from .factory import create_encoder, default_device, list_encoders, make_encoder, resolve_spec
+from .factory import check_spec, create_encoder, default_device, list_encoders, make_encoder, resolve_spec
 
-__all__ = ["Encoder", "EncoderInfo", "Modality", "create_encoder", "default_device", "list_encoders",
+__all__ = ["Encoder", "EncoderInfo", "Modality", "check_spec", "create_encoder", "default_device", "list_encoders",
            "make_encoder", "register_alias", "register_encoder", "resolve_spec"]

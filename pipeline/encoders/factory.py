@@ -25,6 +25,21 @@ def resolve_spec(spec: str) -> str:
     return ALIASES.get(spec)[0]() if spec in ALIASES else spec
 
 
+def check_spec(spec: str, modality: Modality) -> None:
+    """Refuse an unknown scheme or alias, or an alias of the other modality, without loading anything."""
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+    if spec in ALIASES:
+        modalities = ALIASES.get(spec)[1]
+        if modality not in modalities:
+            raise ValueError(f"encoder alias {spec!r} embeds {'/'.join(modalities)}, not {modality}")
+        return
+    scheme, sep, _ = spec.partition(":")
+    if not sep or scheme not in SCHEMES:
+        known = ", ".join([f"{s}:..." for s in SCHEMES.names()] + ALIASES.names())
+        raise ValueError(f"unknown encoder {spec!r}; known schemes and aliases: {known}")
+
+
 def create_encoder(spec: str, modality: Modality, device: str | None = None) -> Encoder:
     """Build the encoder named by ``spec`` for ``modality``.
 
@@ -36,18 +51,8 @@ def create_encoder(spec: str, modality: Modality, device: str | None = None) -> 
     Returns:
         An :class:`Encoder` whose ``spec`` is the string given, so that manifests stay portable.
     """
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
-    full = spec
-    if spec in ALIASES:
-        resolve, modalities = ALIASES.get(spec)
-        if modality not in modalities:
-            raise ValueError(f"encoder alias {spec!r} embeds {'/'.join(modalities)}, not {modality}")
-        full = resolve()
-    scheme, sep, body = full.partition(":")
-    if not sep or scheme not in SCHEMES:
-        known = ", ".join([f"{s}:..." for s in SCHEMES.names()] + ALIASES.names())
-        raise ValueError(f"unknown encoder {spec!r}; known schemes and aliases: {known}")
+    check_spec(spec, modality)
+    scheme, _, body = resolve_spec(spec).partition(":")
     enc = SCHEMES.get(scheme)(body, modality, device or default_device())
     enc.spec = spec
     logger.info("loaded %s encoder %s (dim %d)", modality, spec, enc.dim)
