@@ -191,3 +191,21 @@ def test_eval_counts_every_caption_as_a_query(tmp_path: Path) -> None:
         s = q @ g[item]
         best = s[owners == item + 10].max()
         assert i2t[item] == sum(1 for c in range(len(q)) if owners[c] != item + 10 and s[c] >= best - 1e-6)
+
+
+@pytest.mark.slow
+def test_readme_export_and_hf_example_config(tmp_path: Path, cache_dir: Path, monkeypatch) -> None:
+    """The README's export snippet writes the dataset that configs/hf-example.yaml builds from."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("\n## Real datasets"):readme.index("\n## Results")]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RELSPACE_CACHE", str(cache_dir))
+    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the README's own code
+    config = Path(__file__).resolve().parents[1] / "configs" / "hf-example.yaml"
+    cfg = load_config(config, **{"data.limit": 120, "anchors.count": 40, "index.thumbnails": 0})
+    r = Retriever.build(cfg, tmp_path / "idx")
+    assert r.languages == ["en", "es", "ja"] and r.manifest.counts["items"] == 120
+    assert r.search(text="una cara sonriente", lang="es", k=3)
