@@ -171,6 +171,10 @@ class AnchorSet:
     images: list[Any]  # encoded bytes or file paths, as the data source gave them
     captions: dict[str, list[list[str]]]  # language -> per anchor its captions (empty: no translation)
 
+    def __post_init__(self) -> None:
+        # One caption per anchor may be given as a plain string, as anchor sets were before lists.
+        self.captions = {lang: [caption_list(c) for c in caps] for lang, caps in self.captions.items()}
+
     def __len__(self) -> int:
         return len(self.ids)
 
