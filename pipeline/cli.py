@@ -142,7 +142,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if image is not None:
         item = r.item(image_id) or {}
         print(f"\nimage -> text  the image of {image_id} {item.get('char', '')} ({item.get('caption', '')})")
-        _print_hits(r.search(image=image, k=5), False)
+        # in the primary language: every item's caption in nine languages would fill the five hits otherwise
+        _print_hits(r.search(image=image, k=5, result_lang=r.caption_languages[0]), False)
     from .data.openmoji import attribution
 
     print(f"\n{attribution()}")
