@@ -7,9 +7,12 @@ The ``emoji`` package carries names but not groups. The ``emoji-data`` package s
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterable
 from importlib import metadata, resources
 from typing import NamedTuple
+
+logger = logging.getLogger(__name__)
 
 DATA_PACKAGE = "emoji-data"  # the distribution that ships the file
 EMOJI_TEST = ("emoji_data", "data", "emoji-test.txt")  # import package, then the path inside it
@@ -53,9 +56,14 @@ def parse_emoji_test(lines: Iterable[str]) -> dict[str, EmojiGroup]:
 
 @functools.lru_cache(maxsize=1)
 def emoji_groups() -> dict[str, EmojiGroup]:
-    """Every emoji of the shipped ``emoji-test.txt``, keyed by :func:`group_key`."""
+    """Every emoji of the shipped ``emoji-test.txt``, keyed by :func:`group_key`; empty without the package."""
     package, *path = EMOJI_TEST
-    node = resources.files(package)
+    try:
+        node = resources.files(package)
+    except ModuleNotFoundError:
+        logger.warning("OpenMoji's Unicode group labels need the optional package %r: pip install "
+                       "'relspace[classify]' (it is GPL-3.0, so the MIT core does not require it)", DATA_PACKAGE)
+        return {}
     for part in path:  # one part at a time: joinpath takes a single part on Python 3.10
         node = node.joinpath(part)
     text = node.read_text(encoding="utf-8")
@@ -68,5 +76,8 @@ def emoji_group(emoji_id: str) -> EmojiGroup | None:
 
 
 def groups_version() -> str:
-    """The version of the package the groups come from (part of the OpenMoji cache name)."""
-    return metadata.version(DATA_PACKAGE)
+    """The version of the package the groups come from (part of the OpenMoji cache name), or "none"."""
+    try:
+        return metadata.version(DATA_PACKAGE)
+    except metadata.PackageNotFoundError:
+        return "none"

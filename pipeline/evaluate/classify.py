@@ -149,7 +149,8 @@ def align_labels(labels: Labels, ids: Sequence[str], columns: Sequence[str]) -> 
         values = [_label(cells[k], name, ids[j]) for j, k in enumerate(order)]
         classes = sorted({v for v in values if v is not None})
         if not classes:
-            raise ValueError(f"label column {name!r} has no non-empty label")
+            raise ValueError(f"label column {name!r} has no non-empty label (OpenMoji's group and subgroup need "
+                             f"pip install 'relspace[classify]')")
         index = {c: n for n, c in enumerate(classes)}
         out.append(LabelColumn(name, classes, np.array([index[v] if v is not None else -1 for v in values])))
     return out
