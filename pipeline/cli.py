@@ -86,13 +86,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     overrides = {}
     for key, val in (("anchors.count", args.anchors), ("eval.seeds", args.seeds), ("anchors.strategy", args.strategy),
-                     ("eval.plot_dir", args.plots)):
+                     ("eval.plot_dir", args.plots), ("eval.task", args.task)):
         if val is not None:
             overrides[key] = val
     if args.directions:
         overrides["eval.directions"] = args.directions.split(",")
     if args.anchor_counts:
         overrides["eval.anchor_counts"] = [int(c) for c in args.anchor_counts.split(",")]
+    if args.labels:
+        overrides["eval.label_columns"] = args.labels.split(",")
     report = evaluate(load_config(args.config, **overrides))
     print(dumps(report) if args.json else format_table(report))
     return 0
@@ -200,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(fn=cmd_search)
 
-    s = sub.add_parser("eval", help="evaluate retrieval and every baseline on seeded disjoint splits")
+    s = sub.add_parser("eval", help="evaluate retrieval (or classification) and every baseline on seeded splits")
     s.add_argument("config", nargs="?", default=None, help="YAML config (default: the embedded OpenMoji setup)")
     s.add_argument("--anchors", type=int, default=None, help="anchor count (overrides the config)")
     s.add_argument("--seeds", type=int, default=None, help="number of seeds (overrides the config)")
@@ -208,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--directions", default=None, help="comma-separated: t2i,i2t")
     s.add_argument("--anchor-counts", default=None, help="comma-separated anchor counts for the R@10 curve")
     s.add_argument("--plots", default=None, help="directory for PNG plots")
+    s.add_argument("--task", choices=["retrieval", "classify"], default=None,
+                   help="retrieval (R@K, MRR) or zero-shot image classification (top-1/top-5); default: the config's")
+    s.add_argument("--labels", default=None, help="classify: comma-separated label columns (overrides the config)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(fn=cmd_eval)
 

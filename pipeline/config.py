@@ -87,6 +87,11 @@ class EvalConfig:
     swap_image_encoder: str | None = None  # likewise for images (image->text and image->image across encoders)
     cross_space_k: int = 10  # k of the Jaccard@k between two spaces' neighbourhoods
     languages: list[str] = field(default_factory=list)  # per-language t2i table; each must be in data.languages
+    # "retrieval": R@K/MRR in both directions; "classify": zero-shot top-1/top-5 of images against class prompts
+    task: Literal["retrieval", "classify"] = "retrieval"
+    label_columns: list[str] = field(default_factory=lambda: ["label"])  # classify: data columns holding class labels
+    # classify: class prompt templates with a {label} field; several are an ensemble (mean embedding per class)
+    prompts: list[str] = field(default_factory=lambda: ["{label}"])
 
 
 @dataclass
@@ -102,7 +107,8 @@ class Config:
     anchors: AnchorConfig = field(default_factory=AnchorConfig)  # the parallel anchor set
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)  # relative-space options
     index: IndexConfig = field(default_factory=IndexConfig)  # FAISS options
-    eval: EvalConfig = field(default_factory=EvalConfig)  # relspace eval options
+    # relspace eval options; the demo's class labels are OpenMoji's Unicode emoji group and subgroup columns
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(label_columns=["group", "subgroup"]))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

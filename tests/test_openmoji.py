@@ -32,7 +32,9 @@ def table(built: Path) -> pa.Table:
 
 def test_schema_and_metadata(table: pa.Table) -> None:
     schema = table.schema
-    assert schema.names == ["id", "image", "caption", "captions", "char"]
+    assert schema.names == ["id", "image", "caption", "captions", "char", "group", "subgroup"]
+    assert schema.field("group").type == schema.field("subgroup").type == pa.string()
+    assert all(table.column("group").to_pylist()) and all(table.column("subgroup").to_pylist())
     assert schema.field("id").type == pa.string()
     assert schema.field("image").type == pa.binary()
     assert schema.field("caption").type == pa.string()
@@ -96,6 +98,14 @@ def test_emoji_entries_all_languages() -> None:
     assert dog["captions"]["ja"]  # non-Latin characters are kept
     assert by_id["1F468-200D-1F4BB"]["caption"] == "man technologist"
     assert not any(any(ord(c) in SKIN_TONES for c in e["char"]) for e in entries)
+    # UTS #51 groups, matched with or without FE0F; the emoji package may know a few emoji newer than the
+    # Unicode data (ones the font cannot draw yet): those have none
+    assert (dog["group"], dog["subgroup"]) == ("Animals & Nature", "animal-mammal")
+    assert (by_id["1F600"]["group"], by_id["1F600"]["subgroup"]) == ("Smileys & Emotion", "face-smiling")
+    assert sum(1 for e in entries if not e["group"]) <= 20
+    assert all(e["subgroup"] for e in entries if e["group"])
+    assert {"Smileys & Emotion", "People & Body", "Animals & Nature", "Food & Drink", "Travel & Places", "Activities",
+            "Objects", "Symbols", "Flags"} <= {e["group"] for e in entries}
 
 
 def test_emoji_entries_rejects_unknown_language() -> None:

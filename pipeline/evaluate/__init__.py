@@ -1,12 +1,14 @@
-"""Retrieval evaluation: seeded disjoint splits, R@K / MRR / median rank, every method in one pass.
+"""Evaluation on seeded disjoint splits, every method in one pass: retrieval (R@K / MRR / median rank)
+and zero-shot classification (top-1 / top-5).
 
 ``metrics`` scores ranks, ``protocol`` makes the splits and scores every method on one of them,
-``run`` assembles the ``relspace eval`` report, ``sweep`` runs a grid of configs and ``report``
-aggregates over seeds and renders.
+``classify`` runs zero-shot classification on the same splits, ``run`` assembles the ``relspace eval``
+report, ``sweep`` runs a grid of configs and ``report`` aggregates over seeds and renders.
 """
 
 from __future__ import annotations
 
+from .classify import LabelColumn, Labels, align_labels, class_ranks, classify_report, load_labels, top_k_accuracy
 from .metrics import DIRECTIONS, cross_space_measures, knn_sets, ranks_of_truth, retrieval_metrics
 from .protocol import (
     Embeddings,
@@ -26,9 +28,14 @@ from .sweep import sweep
 __all__ = [
     "DIRECTIONS",
     "Embeddings",
+    "LabelColumn",
+    "Labels",
     "Ranks",
     "SplitScores",
     "aggregate",
+    "align_labels",
+    "class_ranks",
+    "classify_report",
     "anchor_split",
     "cross_space",
     "cross_space_measures",
@@ -42,8 +49,10 @@ __all__ = [
     "knn_sets",
     "language_table",
     "load_embeddings",
+    "load_labels",
     "measured_directions",
     "ranks_of_truth",
     "retrieval_metrics",
     "sweep",
+    "top_k_accuracy",
 ]

@@ -36,7 +36,10 @@ def mean_nested(runs: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, An
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """A markdown table: one row per method, R@1/R@5/R@10/MRR/MedR for each direction."""
+    """A markdown table: one row per method, R@1/R@5/R@10/MRR/MedR for each direction (retrieval), or
+    top-1/top-5 for each label column (classification)."""
+    if report.get("task") == "classify":
+        return format_classify_table(report)
     dirs = [d for d in DIRECTIONS if d in report]
     metrics = [m for m in report[dirs[0]]]
     head = "| method | " + " | ".join(f"{d} {m}" for d in dirs for m in metrics) + " |"
@@ -48,6 +51,28 @@ def format_table(report: dict[str, Any]) -> str:
     caption = (
         f"{report['anchors']} {report['anchor_strategy']} anchors, gallery {report['gallery']}, "
         f"seeds {report['seeds']}, text {report['encoders']['text']}, image {report['encoders']['image']}"
+    )
+    return "\n".join(lines) + f"\n\n{caption}"
+
+
+def format_classify_table(report: dict[str, Any]) -> str:
+    """The classification report as markdown: one row per method, top-1/top-5 (mean ± std) per label column."""
+    cols = list(report["classify"])
+    figures = [f for f in report["classify"][cols[0]]["std"]]
+    head = "| method | " + " | ".join(f"{c} {f}" for c in cols for f in figures) + " |"
+    lines = [head, "|" + "---|" * (1 + len(cols) * len(figures))]
+    rows = [("relspace", report["classify"])] + [(m, r["classify"]) for m, r in report["baselines"].items()]
+    for name, res in rows:
+        lines.append(f"| {name} | " + " | ".join(f"{_fmt(res[c][f])} ± {_fmt(res[c]['std'][f])}"
+                                                 for c in cols for f in figures) + " |")
+    rel = report["classify"]
+    classes = "; ".join(f"{c}: {rel[c]['classes']} classes, {rel[c]['test_items']} test items"
+                        + (f" ({rel[c]['unlabelled']} items without a label left out)" if rel[c]["unlabelled"] else "")
+                        for c in cols)
+    caption = (
+        f"{report['anchors']} {report['anchor_strategy']} anchors (never test items), seeds {report['seeds']}, "
+        f"text {report['encoders']['text']}, image {report['encoders']['image']}, prompts {report['prompts']}; "
+        f"{classes}"
     )
     return "\n".join(lines) + f"\n\n{caption}"
 

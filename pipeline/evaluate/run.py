@@ -11,6 +11,7 @@ import numpy as np
 
 from ..config import Config, load_config
 from . import protocol
+from .classify import classify_report
 from .metrics import DIRECTIONS
 from .protocol import Embeddings, Ranks, anchor_split, cross_space, evaluate_split, language_table, text_queries
 from .report import aggregate, mean_nested
@@ -26,12 +27,17 @@ def evaluate(config: str | Path | Config | None = None, emb: Embeddings | None =
         emb: precomputed embeddings (sweeps reuse them); None embeds the configured data.
 
     Returns:
-        The JSON-ready report: ``t2i``/``i2t`` for relspace, ``baselines.<name>``, ``anchors``,
-        ``gallery``, ``seeds`` and, with ``eval.anchor_counts``, an R@10 ``curve``; with
-        ``eval.plot_dir``, the paths of the PNGs under ``plots``.
+        The JSON-ready report of ``eval.task``. Retrieval: ``t2i``/``i2t`` for relspace,
+        ``baselines.<name>``, ``anchors``, ``gallery``, ``seeds`` and, with ``eval.anchor_counts``, an
+        R@10 ``curve``; with ``eval.plot_dir``, the paths of the PNGs under ``plots``. Classify: see
+        :func:`~pipeline.evaluate.classify.classify_report`.
     """
     t0 = time.perf_counter()
     cfg = load_config(config)
+    if cfg.eval.task == "classify":
+        report = classify_report(cfg, emb if emb is not None else protocol.load_embeddings(cfg))
+        report["seconds"] = round(time.perf_counter() - t0, 2)
+        return report
     report, ranks = evaluate_with_ranks(cfg, emb)
     report["seconds"] = round(time.perf_counter() - t0, 2)
     if cfg.eval.plot_dir:
@@ -68,6 +74,8 @@ def evaluate_with_ranks(
         true match of every gallery item, for the first seed at the configured anchor count.
     """
     cfg = load_config(config)
+    if cfg.eval.task != "retrieval":
+        raise ValueError(f"evaluate_with_ranks measures retrieval, not eval.task {cfg.eval.task!r}; use evaluate()")
     native = emb if emb is not None else protocol.load_embeddings(cfg)
     swaps = swap_specs(cfg)
     # splits always come from the native embeddings, so they are identical across a swap

@@ -27,6 +27,8 @@ def sweep(
         One row per combination: the overrides, then the relspace figures (and the baselines' if asked).
     """
     base = load_config(config)
+    if base.eval.task != "retrieval":
+        raise ValueError(f"relspace sweep measures retrieval; eval.task is {base.eval.task!r}")
     keys = list(grid)
     cache: dict[tuple[str, str], Embeddings] = {}
     rows = []
