@@ -209,3 +209,17 @@ def test_readme_export_and_hf_example_config(tmp_path: Path, cache_dir: Path, mo
     r = Retriever.build(cfg, tmp_path / "idx")
     assert r.languages == ["en", "es", "ja"] and r.manifest.counts["items"] == 120
     assert r.search(text="una cara sonriente", lang="es", k=3)
+
+
+def test_eval_language_table_reports_anchors_per_language(tmp_path: Path) -> None:
+    """Missing translations: fewer translated anchors and queries in that language, and no crash."""
+    from pipeline.evaluate import evaluate
+
+    hf_dataset().save_to_disk(str(tmp_path / "ds"))
+    cfg = hf_config(tmp_path / "ds", tmp_path)
+    cfg["eval"] = {"seeds": 1, "languages": ["en", "es"], "baselines": []}
+    table = evaluate(load_config(cfg))["languages"]
+    a_es, a_en = table["es"]["translated"]["anchors"], table["en"]["translated"]["anchors"]
+    assert a_en == 8 and 2 <= a_es < 8 and table["es"]["english_anchors"]["anchors"] == 8
+    # every Spanish caption of a non-anchor item queries: all of them less those of the anchors that have one
+    assert table["es"]["translated"]["queries"] == sum(rec["es"] is not None for rec in records()) - a_es
