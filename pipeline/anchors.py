@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .data import caption_list, caption_rows, captions
+from .data import caption_list, caption_rows, captions, first_caption
 from .embed import Pooling, pool_captions
 from .files import read_parquet
 from .hashing import hash_arrays
@@ -183,7 +183,8 @@ class AnchorSet:
         """sha256 over ids, captions and image contents: equal hash, same anchors.
 
         A single caption hashes as itself and a missing one as "", so anchor files written before lists
-        of captions keep their hash.
+        of captions keep their hash (captions are read stripped; one stored with surrounding spaces, which no
+        built-in source wrote, would hash anew).
         """
         digests = [hashlib.sha256(_image_bytes(img)).hexdigest() for img in self.images]
         langs = sorted(self.captions)
@@ -218,7 +219,7 @@ class AnchorSet:
             {
                 "id": pa.array(self.ids, pa.string()),
                 "image": pa.array([_image_bytes(i) for i in self.images], pa.binary()),
-                "caption": pa.array([caps[0] if caps else "" for caps in self.captions[langs[0]]], pa.string()),
+                "caption": pa.array([first_caption(caps) for caps in self.captions[langs[0]]], pa.string()),
                 "captions": pa.array(
                     [{lang: self.captions[lang][i] for lang in langs} for i in range(len(self))],
                     pa.struct([(lang, pa.list_(pa.string())) for lang in langs]),

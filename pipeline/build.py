@@ -15,12 +15,14 @@ import numpy as np
 from .anchors import SELECTORS, AnchorSet, check_anchor_count, select_anchors, selection_features
 from .config import Config
 from .data import BadRow, cache_dir, caption_rows, captions, load_data
+from .data.images import load_image
 from .embed import embed_dataset, pool_captions
 from .encoders import Encoder, check_spec, make_encoder
 from .files import atomic_directory
 from .index import build_faiss, write_faiss
 from .layout import ANCHORS, CONFIG, PROJECTORS, SKIPPED, THUMBNAILS, index_file, items_file
 from .manifest import MANIFEST, Manifest
+from .progress import progress
 from .relative import RelativeProjector, save_projectors
 from .spaces import IMAGE, MODALITIES, SpaceKey
 from .version import __version__
@@ -43,9 +45,6 @@ def load_encoders(cfg: Config, device: str | None) -> dict[SpaceKey, Encoder]:
     """Encoders by manifest key: one per modality, plus ``text:<lang>`` for per-language overrides."""
     encoders = {SpaceKey(m): make_encoder(cfg, m, device=device) for m in MODALITIES}
     for lang, spec in cfg.text_encoders.items():
-        if lang not in cfg.data.languages:
-            raise ValueError(f"text_encoders names language {lang!r}, which is not in data.languages "
-                             f"{cfg.data.languages}")
         encoders[SpaceKey.text(lang)] = make_encoder(cfg, "text", spec, device)
     return encoders
 
@@ -55,6 +54,10 @@ def check_config(cfg: Config) -> None:
     for modality, spec in (("text", cfg.text_encoder), ("image", cfg.image_encoder),
                            *(("text", spec) for spec in cfg.text_encoders.values())):
         check_spec(spec, modality)
+    for lang in cfg.text_encoders:
+        if lang not in cfg.data.languages:
+            raise ValueError(f"text_encoders names language {lang!r}, which is not in data.languages "
+                             f"{cfg.data.languages}")
     if not cfg.anchors.path:
         SELECTORS.get(cfg.anchors.strategy)
 
@@ -202,9 +205,6 @@ def _write_skipped(skipped: list[BadRow], path: Path) -> None:
 def _write_thumbnails(ds: Any, side: int, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from .data.images import load_image
-    from .progress import progress
 
     ids, pngs = [], []
     with progress(total=len(ds), desc="thumbnails") as bar:

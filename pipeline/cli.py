@@ -12,6 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .config import load_config
+from .layout import SKIPPED
+from .manifest import Manifest
+from .version import __version__
+
 logger = logging.getLogger("pipeline.cli")
 
 # Queries the demo shows; generic everyday concepts, not chosen from the evaluation results.
@@ -60,7 +65,6 @@ def _print_hits(hits: list[Any], as_json: bool) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from . import Retriever
-    from .layout import SKIPPED
 
     r = Retriever.build(args.config, args.out, device=args.device)
     counts = r.manifest.counts
@@ -81,7 +85,6 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .config import load_config
     from .evaluate import dumps, evaluate, format_table
 
     overrides = {}
@@ -118,8 +121,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import Retriever
-    from .config import load_config
-    from .manifest import Manifest
 
     cfg = load_config(args.config)
     out = Path(args.out) if args.out else Path("indexes") / cfg.name
@@ -154,10 +155,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_reanchor(args: argparse.Namespace) -> int:
     from . import Retriever
+    from .encoders import check_spec
 
     swaps = [(m, spec) for m, spec in (("text", args.text_encoder), ("image", args.image_encoder)) if spec]
     if not swaps:
         raise ValueError("name the new encoder: --text-encoder SPEC and/or --image-encoder SPEC")
+    for modality, spec in swaps:  # a bad second spec must not leave the index half re-anchored
+        check_spec(spec, modality)
     r = Retriever.load(args.index_dir, device=args.device)
     for i, (modality, spec) in enumerate(swaps):
         # The first swap writes the destination; a second one rewrites that new index in place.
@@ -176,7 +180,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .version import __version__
 
     p = argparse.ArgumentParser(prog="relspace", description="Cross-modal retrieval through relative representations.")
     p.add_argument("--version", action="version", version=f"relspace {__version__}")

@@ -61,7 +61,32 @@ def read_faiss(path: str | Path) -> Any:
         raise ValueError(damaged) from e
 
 
-def search_faiss(index: Any, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Search ``k`` neighbours, clipping k to the index size (FAISS pads with -1 otherwise)."""
+def search_faiss(
+    index: Any, xq: np.ndarray, k: int, *, id_range: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Search ``k`` neighbours, clipping k to the index size (FAISS pads with -1 otherwise).
+
+    ``id_range`` keeps only rows ``start <= id < end`` (e.g. one language's captions); rows padded with -1
+    come back where fewer than k pass.
+    """
     k = max(1, min(int(k), index.ntotal))
-    return index.search(np.ascontiguousarray(xq, dtype=np.float32), k)
+    xq = np.ascontiguousarray(xq, dtype=np.float32)
+    if id_range is None:
+        return index.search(xq, k)
+    return index.search(xq, k, params=_range_params(index, *id_range))
+
+
+def _range_params(index: Any, start: int, end: int) -> Any:
+    """Search parameters that filter to an id range, of the kind the index needs.
+
+    An IVF index refuses plain ``SearchParameters`` (it needs ``SearchParametersIVF``), and those must carry
+    its ``nprobe``, or the filtered search would quietly probe one list.
+    """
+    import faiss
+
+    selector = faiss.IDSelectorRange(start, end)
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:  # not an IVF index (Flat, HNSW, ...): plain parameters do
+        return faiss.SearchParameters(sel=selector)
+    return faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .encoders.base import MODALITIES
 from .limits import Limits
+from .spaces import MODALITIES
 
 
 class QueryError(ValueError):

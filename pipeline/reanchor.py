@@ -31,6 +31,8 @@ def destination(index_dir: Path, out: str | Path | None, in_place: bool) -> Path
             f"re-anchoring writes a new index: give out=DIR (CLI: --out DIR), or in_place=True (CLI: --in-place) "
             f"to rewrite {index_dir}, after which its old encoder can no longer query it"
         )
+    if out is not None and Path(out).resolve() == Path(index_dir).resolve():
+        raise ValueError(f"out={out} is the index itself; pass in_place=True (CLI: --in-place) to rewrite it")
     return Path(index_dir) if out is None else Path(out)
 
 

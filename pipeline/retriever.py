@@ -139,7 +139,7 @@ class Retriever:
     @property
     def caption_languages(self) -> list[str]:
         """Languages of the stored captions, which ``result_lang`` may select."""
-        return sorted(self.manifest.counts.get("text_lang_ranges", {})) or self.languages
+        return list(self.manifest.counts.get("text_lang_ranges", {})) or self.languages  # the build's order
 
     def encoder(self, modality: str, lang: str | None = None) -> Encoder:
         """The query encoder of ``modality`` (and text ``lang``), loaded on first use and checked."""
@@ -223,26 +223,16 @@ class Retriever:
         self, xq: np.ndarray, k: int = 10, *, target: str = "image", result_lang: str | None = None
     ) -> list[list[Hit]]:
         """Search with relative vectors already computed (by :meth:`embed`): one list of hits per row."""
-        index = self.indexes[target]
-        params = None
+        id_range = None
         if result_lang is not None:
             if target != "text":
                 raise ValueError("result_lang filters caption results; it needs target='text'")
-            params = self._lang_selector(result_lang)
-        if params is None:
-            D, I = search_faiss(index, xq, k)
-        else:
-            D, I = index.search(np.ascontiguousarray(xq, np.float32), max(1, min(k, index.ntotal)), params=params)
+            ranges = self.manifest.counts.get("text_lang_ranges", {})
+            if result_lang not in ranges:
+                raise ValueError(f"no captions in language {result_lang!r}; this index has {list(ranges)}")
+            id_range = tuple(ranges[result_lang])
+        D, I = search_faiss(self.indexes[target], xq, k, id_range=id_range)
         return [self.tables.hits(target, d, i) for d, i in zip(D, I)]
-
-    def _lang_selector(self, lang: str) -> Any:
-        import faiss
-
-        ranges = self.manifest.counts.get("text_lang_ranges", {})
-        if lang not in ranges:
-            raise ValueError(f"no captions in language {lang!r}; this index has {sorted(ranges)}")
-        start, end = ranges[lang]
-        return faiss.SearchParameters(sel=faiss.IDSelectorRange(start, end))
 
     # -- re-anchoring -----------------------------------------------------------------------------------
 

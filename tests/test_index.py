@@ -96,3 +96,22 @@ def test_atomic_directory_keeps_old_on_failure(tmp_path: Path) -> None:
         raise RuntimeError("boom")
     assert (out / "old.txt").read_text() == "old" and not (out / "half.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF8,Flat", "HNSW16", "PCA16,IVF4,Flat"])
+def test_search_within_an_id_range(factory: str) -> None:
+    """result_lang filters by a row range; IVF indexes need their own search parameters (and keep nprobe)."""
+    index = build_faiss(XB, factory)
+    if "IVF" in factory:
+        import faiss
+
+        faiss.extract_index_ivf(index).nprobe = 8  # every list: the filtered result must equal exact search
+    D, I = search_faiss(index, XQ, 10, id_range=(100, 200))
+    assert ((I >= 100) & (I < 200)).all()
+    if factory != "HNSW16":  # HNSW is approximate; the others probe everything here
+        sub = XB[100:200]
+        expected = np.argsort(-(XQ @ sub.T), axis=1)[:, :10] + 100
+        if factory.startswith("PCA"):
+            assert (I[:, 0] >= 100).all()
+        else:
+            np.testing.assert_array_equal(I, expected)

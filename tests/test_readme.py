@@ -69,6 +69,7 @@ def test_demo_index_carries_the_nine_languages(workdir: Path) -> None:
 
     r = Retriever.load(workdir / "indexes" / "openmoji")
     assert r.languages == ["en", "es", "fr", "de", "it", "pt", "ja", "zh", "ru"]
+    assert r.caption_languages == r.languages  # the build's order, the primary first (not sorted)
     assert load_config(ROOT / "configs" / "openmoji.yaml").to_dict() == Config().to_dict()
 
 

@@ -113,3 +113,19 @@ def pa_equal(table, column: str, value: str):
     import pyarrow.compute as pc
 
     return pc.equal(table.column(column), value)
+
+
+def test_out_naming_the_index_itself_needs_in_place(index_copy: Path) -> None:
+    files = {p.name: p.read_bytes() for p in index_copy.iterdir()}
+    with pytest.raises(ValueError, match="is the index itself; pass in_place=True"):
+        Retriever.load(index_copy).swap_encoder("text", "minilm-l3", out=index_copy / ".." / index_copy.name)
+    assert {p.name: p.read_bytes() for p in index_copy.iterdir()} == files
+
+
+def test_cli_checks_every_spec_before_swapping_any(index_copy: Path, capsys) -> None:
+    """A bad image spec must not leave the index re-anchored on the text side only."""
+    files = {p.name: p.read_bytes() for p in index_copy.iterdir()}
+    assert main(["-q", "reanchor", str(index_copy), "--text-encoder", "minilm-l3", "--image-encoder", "bogus:x",
+                 "--in-place"]) == 2
+    assert "unknown encoder 'bogus:x'" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in index_copy.iterdir()} == files

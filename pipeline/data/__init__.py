@@ -13,6 +13,7 @@ from .base import (
     caption_rows,
     captions,
     check_ids,
+    first_caption,
     list_sources,
     load_data,
     register_source,
@@ -21,5 +22,5 @@ from .base import (
 from .checks import BadRow
 
 __all__ = ["REQUIRED_COLUMNS", "Attribution", "BadRow", "DataSource", "cache_dir", "caption_list", "caption_rows",
-           "captions", "check_ids",
+           "captions", "check_ids", "first_caption",
            "list_sources", "load_data", "register_source", "source_attribution"]

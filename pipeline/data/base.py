@@ -104,6 +104,11 @@ def caption_list(value: Any) -> list[str]:
     return [v.strip() for v in values if isinstance(v, str) and v.strip()]
 
 
+def first_caption(caps: Sequence[str]) -> str:
+    """The ``caption`` column's value, for display: the first of an item's primary-language captions, or ""."""
+    return caps[0] if caps else ""
+
+
 def caption_rows(per_item: Sequence[Sequence[str]]) -> tuple[np.ndarray, list[str]]:
     """Flatten captions per item into rows: (the item of each row, the texts), in item order."""
     items = np.fromiter((i for i, caps in enumerate(per_item) for _ in caps), dtype=np.int64)
@@ -125,8 +130,6 @@ def load_data(cfg: DataConfig, *, skipped: list[BadRow] | None = None) -> datase
     if missing:
         raise ValueError(f"data source {cfg.source!r} lacks columns {missing}")
     if cfg.limit is not None and cfg.limit < len(ds):
-        import numpy as np
-
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(ds), cfg.limit, replace=False))
         ds = ds.select(keep.tolist())
     check_ids(ds["id"])

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import DataConfig
-from .base import cache_dir, caption_list, register_source
+from ..hub import hub_endpoint, hub_offline, hub_reachable
+from .base import cache_dir, caption_list, first_caption, register_source
 
 if TYPE_CHECKING:
     import datasets
@@ -49,7 +50,7 @@ def hf(cfg: DataConfig) -> datasets.Dataset:
     def to_row(row: dict, i: int) -> dict:
         caps = {lang: caption_list(row[col]) for lang, col in lang_columns.items()}
         out = {"id": str(row[id_column]) if id_column else str(i),
-               "caption": caps[primary][0] if caps[primary] else "", "captions": caps}
+               "caption": first_caption(caps[primary]), "captions": caps}
         if cfg.label_column:
             out["label"] = None if row[cfg.label_column] is None else str(_label_name(ds, cfg.label_column,
                                                                                      row[cfg.label_column]))
@@ -95,8 +96,6 @@ def _open_hf(cfg: DataConfig) -> datasets.Dataset:
             raise ValueError(f"data file not found: {cfg.path}")
         return datasets.load_dataset(HF_FILE_FORMATS[suffix], data_files={cfg.split: str(local)}, split=cfg.split,
                                      cache_dir=cache)
-    from ..hub import hub_endpoint, hub_offline, hub_reachable
-
     if hub_offline() or not hub_reachable(hub_endpoint()):
         raise ValueError(f"data.path {cfg.path!r} is no local directory or data file, and the Hugging Face hub "
                          f"cannot be reached (no network or HF_HUB_OFFLINE) to fetch it as a dataset name")

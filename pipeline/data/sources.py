@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import DataConfig
-from .base import Attribution, cache_dir, register_source
+from .base import Attribution, cache_dir, caption_list, first_caption, register_source
 
 if TYPE_CHECKING:
     import datasets
@@ -78,11 +78,11 @@ def folder(cfg: DataConfig) -> datasets.Dataset:
         rel = row["image"]
         if not isinstance(rel, str) or not rel:
             raise ValueError(f"{cap} row {i}: empty image path")
-        captions = {lang: (row[col] or "").strip() for lang, col in lang_cols.items()}
+        captions = {lang: caption_list(row[col]) for lang, col in lang_cols.items()}
         return {
             "id": str(row["id"]) if row.get("id") not in (None, "") else Path(rel).stem,
             "image": str((root / rel).resolve()),
-            "caption": captions[primary],
+            "caption": first_caption(captions[primary]),
             "captions": captions,
         }
 

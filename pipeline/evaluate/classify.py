@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Config
+from ..data import load_data
 from ..encoders import make_encoder
 from ..methods import fit_method
 from .protocol import Embeddings, anchor_split, gallery_mask
@@ -99,13 +100,12 @@ def class_vectors(encode: Encode, classes: Sequence[str], prompts: Sequence[str]
 
 def prompt_encoder(cfg: Config) -> Encode:
     """The text encoder that embedded the items' captions (``load_embeddings``), as a function of prompts."""
-    enc = make_encoder(cfg, "text")
+    enc = make_encoder(cfg, "text", cfg.text_encoders.get(cfg.data.languages[0]))
     return lambda texts: enc.encode(texts, batch_size=cfg.batch_size)
 
 
 def load_labels(cfg: Config) -> Labels:
     """The ``eval.label_columns`` of the configured data, with the item ids."""
-    from ..data import load_data  # 🤗 datasets loads only when data is read
 
     ds = load_data(cfg.data)
     missing = [c for c in cfg.eval.label_columns if c not in ds.column_names]

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..anchors import check_anchor_count, select_anchors, selection_features
 from ..config import Config
-from ..data import caption_rows, captions
+from ..data import cache_dir, caption_rows, captions, load_data
 from ..embed import embed_dataset, pool_captions
 from ..encoders import make_encoder
 from ..methods import fit_method
@@ -48,8 +48,6 @@ class SplitScores(NamedTuple):
 
 def _data(cfg: Config) -> tuple[Any, Any]:
     """The configured dataset and its embedding cache directory."""
-    from ..data import cache_dir, load_data
-
     return load_data(cfg.data), cache_dir(cfg.data) / "embeddings"
 
 
@@ -72,7 +70,8 @@ def load_embeddings(cfg: Config, text_encoder: str | None = None, image_encoder:
     for count in {cfg.anchors.count, *cfg.eval.anchor_counts}:
         check_anchor_count(count, len(ds))  # before anything is embedded
     primary = cfg.data.languages[0]
-    caps, items = _embed(cfg, ds, cache, "text", text_encoder, lang=primary), _caption_items(ds, primary)
+    spec = text_encoder or cfg.text_encoders.get(primary)  # the encoder the index uses for this language
+    caps, items = _embed(cfg, ds, cache, "text", spec, lang=primary), _caption_items(ds, primary)
     pooled, _ = pool_captions(caps, items, range(len(ds)), cfg.anchors.caption_pooling)  # every item has one
     return Embeddings(pooled, _embed(cfg, ds, cache, "image", image_encoder), list(ds["id"]), caps, items)
 
@@ -128,6 +127,12 @@ def language_table(cfg: Config, native: Embeddings, seeds: list[int]) -> dict[st
     table: dict[str, dict[str, dict[str, float]]] = {}
     for lang in cfg.eval.languages:
         x, items = _embed(cfg, ds, cache, "text", cfg.text_encoders.get(lang), lang=lang), _caption_items(ds, lang)
+        # The baseline's anchors are the primary captions, embedded by the encoder that embeds this language.
+        english = native.text
+        if lang in cfg.text_encoders:
+            primary = cfg.data.languages[0]
+            english = pool_captions(_embed(cfg, ds, cache, "text", cfg.text_encoders[lang], lang=primary),
+                                    _caption_items(ds, primary), range(len(ds)), cfg.anchors.caption_pooling)[0]
         runs: dict[str, list[dict[str, float]]] = {"translated": [], "english_anchors": []}
         for seed in seeds:
             idx = anchor_split(native, cfg, cfg.anchors.count, seed)
@@ -135,7 +140,7 @@ def language_table(cfg: Config, native: Embeddings, seeds: list[int]) -> dict[st
             gallery = RelativeProjector(cfg.projector).fit(native.image[idx]).transform(native.image[mask])
             # A missing translation: the item is no query, and the anchor is left out of that language's side.
             vecs, positions = pool_captions(x, items, idx, cfg.anchors.caption_pooling)
-            sides = {"translated": (vecs, positions), "english_anchors": (native.text[idx], None)}
+            sides = {"translated": (vecs, positions), "english_anchors": (english[idx], None)}
             for name, (anchors, pos) in sides.items():
                 q = RelativeProjector(cfg.projector).fit(anchors, positions=pos, total=len(idx))
                 ranks = ranks_of_owner(q.transform(x[mask[items]]), gallery, items[mask[items]], np.flatnonzero(mask))

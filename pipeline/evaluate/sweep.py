@@ -30,13 +30,14 @@ def sweep(
     if base.eval.task != "retrieval":
         raise ValueError(f"relspace sweep measures retrieval; eval.task is {base.eval.task!r}")
     keys = list(grid)
-    cache: dict[tuple[str, str], Embeddings] = {}
+    cache: dict[str, Embeddings] = {}
     rows = []
     for values in itertools.product(*(grid[k] for k in keys)):
         cfg = load_config(base, **dict(zip(keys, values)))
         if not baselines:
             cfg.eval.baselines = []
-        pair = (cfg.text_encoder, cfg.image_encoder)
+        # Everything that changes the embeddings: encoders, the data, and how an item's captions are pooled.
+        pair = repr((cfg.text_encoder, cfg.image_encoder, cfg.text_encoders, cfg.data, cfg.anchors.caption_pooling))
         if pair not in cache:
             cache[pair] = protocol.load_embeddings(cfg)
         rep = evaluate(cfg, emb=cache[pair])

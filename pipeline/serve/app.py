@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from pipeline.limits import Limits
+from pipeline.version import __version__
 
 from .engine import SearchEngine, warm_up
 from .errors import install_error_handlers
@@ -43,7 +44,6 @@ def create_app(retriever: Retriever, *, limits: Limits | None = None) -> FastAPI
         A FastAPI app: ``POST /search``, ``GET /items/{id}``, ``GET /items/{id}/image``, ``GET /health``,
         ``GET /info``, the search page at ``/`` and OpenAPI docs at ``/docs``.
     """
-    from pipeline.version import __version__
 
     engine = SearchEngine(retriever, limits)
     page_dir = static_dir()

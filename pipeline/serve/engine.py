@@ -7,6 +7,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from PIL import Image
+
 from pipeline.limits import Limits
 from pipeline.query import Query
 
@@ -46,7 +48,6 @@ def warm_up(retriever: Retriever) -> None:
 
     Called before serving so that the first user does not wait for model loading or first-call kernels.
     """
-    from PIL import Image
 
     t0 = time.perf_counter()
     retriever.search(text="warm up", k=1)
