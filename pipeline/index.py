@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,31 +16,58 @@ logger = logging.getLogger(__name__)
 ADD_BATCH = 65_536
 
 
-def build_faiss(xb: np.ndarray, factory: str = "Flat", train_size: int = 100_000, seed: int = 0) -> Any:
-    """Create an inner-product FAISS index from a factory string, train it if needed, and add ``xb``.
+def build_faiss(
+    xb: np.ndarray | Sequence[np.ndarray], factory: str = "Flat", train_size: int = 100_000, seed: int = 0
+) -> Any:
+    """Create an inner-product FAISS index from a factory string, train it if needed, and add the vectors.
 
-    Inner product on L2-normalised relative vectors is cosine similarity, so every factory uses
+    ``xb`` is one matrix or a sequence of blocks (e.g. memory-mapped shards) added in order, so that a
+    million-row index never needs the rows in one array: memory is the index plus one block. Inner
+    product on L2-normalised relative vectors is cosine similarity, so every factory uses
     ``METRIC_INNER_PRODUCT``.
     """
+    blocks = [xb] if isinstance(xb, np.ndarray) else list(xb)
+    dim = blocks[0].shape[1] if blocks else 0
+    index = empty_index(factory, dim)
+    if not index.is_trained:
+        index.train(train_sample(blocks, train_size, seed, factory))
+    add_blocks(index, blocks, desc=f"FAISS add ({factory})")
+    return index
+
+
+def empty_index(factory: str, dim: int) -> Any:
+    """An untrained, empty inner-product index; a bad factory string is refused in one line that names it."""
     import faiss
 
-    xb = np.ascontiguousarray(xb, dtype=np.float32)
     try:
-        index = faiss.index_factory(xb.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+        return faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as e:
         raise ValueError(f"invalid FAISS factory string {factory!r}: {str(e).splitlines()[-1]}") from None
-    if not index.is_trained:
-        if len(xb) == 0:
-            raise ValueError(f"FAISS index {factory!r} needs training vectors, but there are none")
-        rng = np.random.default_rng(seed)
-        sample = xb if len(xb) <= train_size else xb[rng.choice(len(xb), train_size, replace=False)]
-        logger.info("training FAISS %s on %d vectors", factory, len(sample))
-        index.train(sample)
-    with progress(total=len(xb), desc=f"FAISS add ({factory})") as bar:
-        for start in range(0, len(xb), ADD_BATCH):
-            index.add(xb[start : start + ADD_BATCH])
-            bar.update(min(ADD_BATCH, len(xb) - start))
-    return index
+
+
+def train_sample(blocks: Sequence[np.ndarray], train_size: int, seed: int, factory: str = "") -> np.ndarray:
+    """At most ``train_size`` rows drawn uniformly (seeded) across ``blocks``, read without stacking them all."""
+    sizes = np.array([len(b) for b in blocks], dtype=np.int64)
+    total = int(sizes.sum())
+    if total == 0:
+        raise ValueError(f"FAISS index {factory!r} needs training vectors, but there are none")
+    rows = np.arange(total) if total <= train_size else np.sort(
+        np.random.default_rng(seed).choice(total, train_size, replace=False))
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    parts = [np.asarray(b[rows[(rows >= s) & (rows < e)] - s], dtype=np.float32)
+             for b, s, e in zip(blocks, starts[:-1], starts[1:])]
+    logger.info("training FAISS %s on %d vectors", factory, len(rows))
+    return np.ascontiguousarray(np.concatenate(parts))
+
+
+def add_blocks(index: Any, blocks: Sequence[np.ndarray], desc: str = "FAISS add") -> None:
+    """Append blocks of vectors in order (FAISS ids continue from ``index.ntotal``), ADD_BATCH rows at a time."""
+    with progress(total=sum(len(b) for b in blocks), desc=desc) as bar:
+        for block in blocks:
+            for start in range(0, len(block), ADD_BATCH):
+                part = np.ascontiguousarray(block[start : start + ADD_BATCH], dtype=np.float32)
+                index.add(part)
+                bar.update(len(part))
 
 
 def write_faiss(index: Any, path: str | Path) -> None:
