@@ -1,37 +1,34 @@
-"""Index building: embed the data, choose and embed anchors, project, and write the directory atomically."""
+"""Index building: choose and embed the anchors, stream the data through them into shards, and publish."""
 
 from __future__ import annotations
 
-import io
+import json
 import logging
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .anchors import SELECTORS, AnchorSet, check_anchor_count, select_anchors, selection_features
+from .commit import build_indexes, publish
 from .config import Config
 from .data import BadRow, cache_dir, caption_rows, captions, load_data
-from .data.images import load_image
 from .embed import embed_dataset, pool_captions
 from .encoders import Encoder, check_spec, make_encoder
-from .files import atomic_directory
-from .index import build_faiss, write_faiss
-from .layout import ANCHORS, CONFIG, PROJECTORS, SKIPPED, THUMBNAILS, index_file, items_file
-from .manifest import MANIFEST, Manifest
-from .progress import progress
-from .relative import RelativeProjector, save_projectors
+from .hashing import hash_arrays
+from .layout import ANCHORS, CONFIG, PROJECTORS, SHARDS, SKIPPED
+from .manifest import Manifest
+from .relative import RelativeProjector, load_projectors, save_projectors
 from .spaces import IMAGE, MODALITIES, SpaceKey
+from .stream import Projection, source_fingerprint, write_shards
 from .version import __version__
 
 logger = logging.getLogger(__name__)
-
-# Columns that say how an item is stored rather than what it is: not copied into hit metadata.
-STORAGE_COLUMNS = ("image", "captions")
-
 
 @contextmanager
 def timed(stage: str) -> Iterator[None]:
@@ -67,130 +64,167 @@ def encoder_for(encoders: dict[SpaceKey, Encoder], space: SpaceKey) -> Encoder:
     return encoders.get(space) or encoders[space.shared]
 
 
-def build_index(cfg: Config, out: Path, *, device: str | None = None) -> dict[SpaceKey, Encoder]:
-    """Write a complete index for ``cfg`` to ``out``; returns the encoders so callers can reuse them."""
-    languages = cfg.data.languages
+def build_index(
+    cfg: Config, out: Path, *, device: str | None = None, resume: bool | None = None
+) -> dict[SpaceKey, Encoder]:
+    """Write a complete index for ``cfg`` to ``out``, shard by shard; returns the encoders for reuse.
+
+    Shards go to ``.<name>.partial/`` beside ``out`` as they finish. A build that stops resumes from them
+    when run again (``resume=None``, the default); ``resume=True`` insists on it and ``False`` starts over.
+    """
     check_config(cfg)
+    if cfg.shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, got {cfg.shard_size}")
     skipped: list[BadRow] = []
     with timed("loading data"):
         ds = load_data(cfg.data, skipped=skipped)
     if not cfg.anchors.path:
         check_anchor_count(cfg.anchors.count, len(ds))  # before any model loads or item is embedded
     encoders = load_encoders(cfg, device)
-    cache = cache_dir(cfg.data) / "embeddings"
-    # One text row per caption: items with several captions have several rows, a missing translation none.
-    rows = {lang: caption_rows(captions(ds, lang)) for lang in languages}
-    with timed("embedding images"):
-        x_image = embed_dataset(ds, encoders[IMAGE], batch_size=cfg.batch_size, cache=cache)
-    with timed("embedding captions"):
-        x_text = {
-            lang: embed_dataset(ds, encoder_for(encoders, SpaceKey.text(lang)), lang=lang,
-                                batch_size=cfg.batch_size, cache=cache)
-            for lang in languages
-        }
-
+    work = _work_dir(Path(out), _build_key(cfg, encoders, ds), resume)
     with timed("anchors"):
-        anchors, a_image, a_text = _anchors(cfg, ds, encoders, x_image, x_text, {k: r for k, (r, _) in rows.items()})
-    projectors = {IMAGE: RelativeProjector(cfg.projector).fit(a_image)}
-    projectors.update({SpaceKey.text(lang): RelativeProjector(cfg.projector).fit(vecs, positions=pos,
-                                                                                total=len(anchors))
-                       for lang, (vecs, pos) in a_text.items()})
-
-    with timed("projecting"):
-        r_image = projectors[IMAGE].transform(x_image)
-        r_text = [projectors[SpaceKey.text(lang)].transform(x_text[lang]) for lang in languages]
+        anchors, projectors = _anchors_and_projectors(cfg, ds, encoders, work)
+    projection = Projection(encoders, projectors, cfg.data.languages, anchors.hash, cfg.batch_size,
+                            cfg.index.thumbnails, cache_dir(cfg.data) / "embeddings")
+    with timed("embedding and projecting"):
+        shards = write_shards(ds, work / SHARDS, projection, shard_size=cfg.shard_size)
     with timed("building FAISS"):
-        indexes = {
-            "image": build_faiss(r_image, cfg.index.factory, cfg.index.train_size, cfg.anchors.seed),
-            "text": build_faiss(np.vstack(r_text), cfg.index.factory, cfg.index.train_size, cfg.anchors.seed),
-        }
-    n = len(ds)
-    ends = np.cumsum([len(rows[lang][1]) for lang in languages]).tolist()
-    lang_ranges = {lang: [start, end] for lang, start, end in zip(languages, [0, *ends], ends)}
+        indexes = build_indexes(shards, cfg.index, cfg.anchors.seed)
     infos = {str(key): e.info.to_dict() for key, e in encoders.items()}
     manifest = Manifest(
         encoders=infos,
         stored_by=infos,
         anchors={"hash": anchors.hash, "count": len(anchors), "strategy": cfg.anchors.strategy,
                  "spaces": [str(key) for key in projectors], "caption_pooling": cfg.anchors.caption_pooling,
-                 "per_language": {lang: len(pos) for lang, (_, pos) in a_text.items()}},
+                 "per_language": {s.lang: len(p.anchors) for s, p in projectors.items() if s.lang}},
         projector=dict(vars(cfg.projector)),
         faiss={"factory": cfg.index.factory, "metric": "inner_product", "normalized": True},
-        counts={"items": n, "image": indexes["image"].ntotal, "text": indexes["text"].ntotal,
-                "text_lang_ranges": lang_ranges, "skipped": len(skipped)},
+        counts={"skipped": len(skipped)},
         package_version=__version__,
         config=cfg.to_dict(),
     )
-    with timed("writing"), atomic_directory(out) as tmp:
-        for m, index in indexes.items():
-            write_faiss(index, tmp / index_file(m))
+
+    def write_extra(tmp: Path) -> None:
         save_projectors(tmp / PROJECTORS, projectors)
         anchors.save(tmp / ANCHORS)
-        _write_items(ds, rows, tmp)
         _write_skipped(skipped, tmp / SKIPPED)
-        if cfg.index.thumbnails:
-            _write_thumbnails(ds, cfg.index.thumbnails, tmp / THUMBNAILS)
         cfg.save(tmp / CONFIG)
-        (tmp / MANIFEST).write_text(manifest.to_json())
-    logger.info("wrote index %s: %d images, %d captions, %d anchors", out, indexes["image"].ntotal,
-                indexes["text"].ntotal, len(anchors))
+
+    with timed("writing"):
+        publish(Path(out), shards, indexes, manifest, cfg.data.languages, write_extra)
+    shutil.rmtree(work, ignore_errors=True)
     return encoders
 
 
-def _anchors(
-    cfg: Config,
-    ds: Any,
-    encoders: dict[SpaceKey, Encoder],
-    x_image: np.ndarray,
-    x_text: dict[str, np.ndarray],
-    rows: dict[str, np.ndarray],
-) -> tuple[AnchorSet, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """The anchor set, its image embeddings, and per language its pooled caption embeddings and positions.
+def partial_dir(out: Path) -> Path:
+    """Where a build of ``out`` keeps its finished shards until it publishes them."""
+    return out.parent / f".{out.name}.partial"
 
-    ``x_text[lang]`` holds one row per caption and ``rows[lang]`` the item of each row. An anchor without a
-    caption in a language is absent from that language's projector (its position is missing).
-    """
-    languages, pooling = cfg.data.languages, cfg.anchors.caption_pooling
+
+def _build_key(cfg: Config, encoders: dict[SpaceKey, Encoder], ds: Any) -> str:
+    """Everything that decides a shard's contents: a partial build made with another key is not resumed."""
+    anchor_file = AnchorSet.load(cfg.anchors.path).hash if cfg.anchors.path else None
+    parts = {"data": asdict(cfg.data), "source": source_fingerprint(ds), "n": len(ds), "anchors": asdict(cfg.anchors),
+             "anchor_file": anchor_file, "projector": asdict(cfg.projector), "shard_size": cfg.shard_size,
+             "thumbnails": cfg.index.thumbnails, "encoders": {str(k): e.info.to_dict() for k, e in encoders.items()}}
+    return hash_arrays(json.dumps(parts, sort_keys=True, default=str))
+
+
+def _work_dir(out: Path, key: str, resume: bool | None) -> Path:
+    """The partial-build directory for ``key``: kept to resume, or cleared, as ``resume`` says."""
+    work = partial_dir(out)
+    state = work / "state.json"
+    found = json.loads(state.read_text()).get("key") if state.is_file() else None
+    if resume is True and found != key:
+        why = "none exists" if found is None else "it was made with another config, data or encoders"
+        raise ValueError(f"nothing to resume for {out}: {why} ({work}); run the build without --resume")
+    if found == key and resume is not False:
+        logger.info("resuming the build of %s from %s", out, work)
+        return work
+    if work.exists():
+        logger.warning("discarding the partial build in %s (%s)", work,
+                       "--fresh" if resume is False else "made with another config, data or encoders")
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    _write_atomic(state, json.dumps({"key": key}).encode())
+    return work
+
+
+def _anchors_and_projectors(
+    cfg: Config, ds: Any, encoders: dict[SpaceKey, Encoder], work: Path
+) -> tuple[AnchorSet, dict[SpaceKey, RelativeProjector]]:
+    """The anchor set and fitted projectors, from the partial build if it has them, else chosen and fitted."""
+    spaces = [IMAGE, *(SpaceKey.text(lang) for lang in cfg.data.languages)]
+    if (work / PROJECTORS).is_file() and (work / ANCHORS).is_file():
+        return AnchorSet.load(work / ANCHORS), load_projectors(work / PROJECTORS, spaces, cfg.projector)
+    anchors = _anchor_set(cfg, ds, encoders)
+    projectors = fit_projectors(anchors, encoders, cfg.projector, cfg.data.languages, cfg.anchors.caption_pooling,
+                                cfg.batch_size)
+    anchors.save(work / f"{ANCHORS}.tmp")
+    save_projectors(work / f"{PROJECTORS}.tmp", projectors)
+    (work / f"{ANCHORS}.tmp").replace(work / ANCHORS)
+    (work / f"{PROJECTORS}.tmp").replace(work / PROJECTORS)  # written last: its presence means both are whole
+    return anchors, projectors
+
+
+def _anchor_set(cfg: Config, ds: Any, encoders: dict[SpaceKey, Encoder]) -> AnchorSet:
+    """The configured anchor file, or anchors chosen from the data (geometry-aware selectors look at a pool)."""
+    languages = cfg.data.languages
     if cfg.anchors.path:
         anchors = AnchorSet.load(cfg.anchors.path)
         missing = [lang for lang in languages if lang not in anchors.captions]
         if missing:
             raise ValueError(f"anchor file {cfg.anchors.path} has no captions in {missing}")
-        a_image = encoders[IMAGE].encode(anchors.images, batch_size=cfg.batch_size, ids=anchors.ids)
-        a_text = {lang: anchors.text_vectors(encoder_for(encoders, SpaceKey.text(lang)), lang, pooling,
-                                             cfg.batch_size) for lang in languages}
-    else:
+        return anchors
+    n, pool_size = len(ds), cfg.anchors.pool
+    pool = np.arange(n) if pool_size is None or pool_size >= n else np.sort(
+        np.random.default_rng(cfg.anchors.seed).choice(n, max(pool_size, cfg.anchors.count), replace=False))
+
+    def features() -> np.ndarray:
+        sub = ds if len(pool) == n else ds.select(pool.tolist())
         primary = languages[0]
-        idx = select_anchors(
-            len(ds), cfg.anchors.count, strategy=cfg.anchors.strategy, seed=cfg.anchors.seed,
-            features=lambda: selection_features(x_image, pool_captions(x_text[primary], rows[primary], range(len(ds)),
-                                                                       pooling)[0]))
-        anchors, a_image = AnchorSet.from_dataset(ds, idx, languages), x_image[idx]
-        a_text = {lang: pool_captions(x_text[lang], rows[lang], idx, pooling) for lang in languages}
-    for lang, (_, pos) in a_text.items():
+        x_image = embed_dataset(sub, encoders[IMAGE], batch_size=cfg.batch_size)
+        x_text = embed_dataset(sub, encoder_for(encoders, SpaceKey.text(primary)), lang=primary,
+                               batch_size=cfg.batch_size)
+        rows, _ = caption_rows(captions(sub, primary))
+        return selection_features(x_image, pool_captions(x_text, rows, range(len(sub)), cfg.anchors.caption_pooling)[0])
+
+    idx = select_anchors(len(pool), cfg.anchors.count, strategy=cfg.anchors.strategy, seed=cfg.anchors.seed,
+                         features=features)
+    return AnchorSet.from_dataset(ds, pool[idx], languages)
+
+
+def fit_projectors(
+    anchors: AnchorSet,
+    encoders: dict[SpaceKey, Encoder],
+    options: Any,
+    languages: list[str],
+    pooling: str = "mean",
+    batch_size: int = 64,
+) -> dict[SpaceKey, RelativeProjector]:
+    """One projector per space, fitted on the anchors embedded by that space's encoder.
+
+    An anchor without a caption in a language is absent from that language's projector (its position is
+    missing); a language needs at least two anchors with captions.
+    """
+    a_image = encoders[IMAGE].encode(anchors.images, batch_size=batch_size, ids=anchors.ids)
+    projectors = {IMAGE: RelativeProjector(options).fit(a_image)}
+    for lang in languages:
+        vecs, pos = anchors.text_vectors(encoder_for(encoders, SpaceKey.text(lang)), lang, pooling, batch_size)
         if len(pos) < 2:
             raise ValueError(f"only {len(pos)} of {len(anchors)} anchors have a caption in {lang!r}; a language "
                              f"needs at least 2 (drop it from data.languages or choose other anchors)")
         if len(pos) < len(anchors):
             logger.warning("%d of %d anchors have no caption in %r: that language's projector uses the other %d",
                            len(anchors) - len(pos), len(anchors), lang, len(pos))
-    return anchors, a_image, a_text
+        projectors[SpaceKey.text(lang)] = RelativeProjector(options).fit(vecs, positions=pos, total=len(anchors))
+    return projectors
 
 
-def _write_items(ds: Any, rows: dict[str, tuple[np.ndarray, list[str]]], out: Path) -> None:
-    """Metadata aligned with FAISS ids: one row per image, and one row per caption, language by language."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    meta = ds.remove_columns([c for c in STORAGE_COLUMNS if c in ds.column_names])
-    pq.write_table(meta.with_format("arrow")[:], out / items_file("image"))
-    ids = np.asarray(ds["id"], dtype=object)
-    table = {"id": [], "lang": [], "caption": []}
-    for lang, (items, texts) in rows.items():
-        table["id"] += ids[items].tolist()
-        table["lang"] += [lang] * len(texts)
-        table["caption"] += texts
-    pq.write_table(pa.table(table), out / items_file("text"))
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 def _write_skipped(skipped: list[BadRow], path: Path) -> None:
@@ -200,21 +234,3 @@ def _write_skipped(skipped: list[BadRow], path: Path) -> None:
 
     pq.write_table(pa.table({"id": pa.array([b.id for b in skipped], pa.string()),
                              "reason": pa.array([b.reason for b in skipped], pa.string())}), path)
-
-
-def _write_thumbnails(ds: Any, side: int, path: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    ids, pngs = [], []
-    with progress(total=len(ds), desc="thumbnails") as bar:
-        for item_id, image in zip(ds["id"], ds["image"]):
-            img = load_image(image, item=item_id)
-            img.thumbnail((side, side))
-            buf = io.BytesIO()
-            img.save(buf, format="PNG")
-            ids.append(item_id)
-            pngs.append(buf.getvalue())
-            bar.update(1)
-    pq.write_table(pa.table({"id": pa.array(ids, pa.string()), "png": pa.array(pngs, pa.binary())}), path)
-

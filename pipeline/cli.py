@@ -9,21 +9,13 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from .config import load_config
 from .layout import SKIPPED
-from .manifest import Manifest
 from .version import __version__
 
 logger = logging.getLogger("pipeline.cli")
-
-# Queries the demo shows; generic everyday concepts, not chosen from the evaluation results.
-DEMO_QUERIES = ("a red apple", "a dog", "a rocket", "a crying face", "pizza", "a rainbow")
-# The demo's image query: the item whose stored image is used to find captions.
-DEMO_IMAGE_ID = "1F680"
-
 
 # Environment switches that silence third-party progress bars (🤗 hub and transformers' "Loading weights",
 # 🤗 datasets' "Generating train split"), read when those libraries are imported.
@@ -54,23 +46,39 @@ def _silence_progress_bars() -> None:
 
 
 def _print_hits(hits: list[Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
-        return
-    for rank, h in enumerate(hits, 1):
-        char = h.metadata.get("char", "")
-        lang = f" [{h.lang}]" if h.lang else ""
-        print(f"{rank:3d}. {h.score:6.3f}  {h.modality:5s} {h.id:<24s} {char} {h.caption or ''}{lang}")
+    from .demo import format_hits
+
+    print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2) if as_json else format_hits(hits))
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     from . import Retriever
 
-    r = Retriever.build(args.config, args.out, device=args.device)
+    r = Retriever.build(args.config, args.out, device=args.device, resume=args.resume)
     counts = r.manifest.counts
     skipped = f"; {counts['skipped']} bad rows skipped (listed in {r.index_dir / SKIPPED})" if counts["skipped"] else ""
     print(f"built {r.index_dir}: {counts['image']} images, {counts['text']} captions, "
           f"{r.manifest.anchors['count']} anchors{skipped}")
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from . import Retriever
+
+    r = Retriever.load(args.index_dir, device=args.device)
+    before = r.manifest.counts["items"]
+    r.add(args.config, upsert=args.upsert)
+    print(f"added to {r.index_dir}: {r.manifest.history[-1]['added']} items ({r.manifest.history[-1]['upserted']} "
+          f"replaced); now {r.manifest.counts['items']} items (was {before}), {r.manifest.counts['text']} captions")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from . import Retriever
+
+    r = Retriever.load(args.index_dir, device=args.device).remove(args.ids)
+    print(f"removed {len(set(args.ids))} items from {r.index_dir}; now {r.manifest.counts['items']} items, "
+          f"{r.manifest.counts['text']} captions")
     return 0
 
 
@@ -120,36 +128,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from . import Retriever
+    from .demo import run_demo
 
-    cfg = load_config(args.config)
-    out = Path(args.out) if args.out else Path("indexes") / cfg.name
-    try:
-        current = Manifest.read(out).config == cfg.to_dict()
-    except (FileNotFoundError, ValueError):
-        current = False
-    if current and not args.rebuild:
-        print(f"reusing the index in {out} (pass --rebuild to build it again)")
-        r = Retriever.load(out, device=args.device)
-    else:
-        print(f"building the OpenMoji demo index in {out} (first run: about 3 minutes on 2 CPU cores)")
-        r = Retriever.build(cfg, out, device=args.device)
-    print(f"\n{r.manifest.counts['items']} items, {r.manifest.anchors['count']} anchors, "
-          f"text {r.manifest.encoders['text']['spec']}, image {r.manifest.encoders['image']['spec']}")
-    for q in DEMO_QUERIES:
-        hits = r.search(text=q, k=5)
-        print(f"\ntext -> image  {q!r}")
-        _print_hits(hits, False)
-    image_id = DEMO_IMAGE_ID if r.item(DEMO_IMAGE_ID) else r.items["image"].column("id")[0].as_py()
-    image = r.thumbnail(image_id)
-    if image is not None:
-        item = r.item(image_id) or {}
-        print(f"\nimage -> text  the image of {image_id} {item.get('char', '')} ({item.get('caption', '')})")
-        # in the primary language: every item's caption in nine languages would fill the five hits otherwise
-        _print_hits(r.search(image=image, k=5, result_lang=r.caption_languages[0]), False)
-    from .data.openmoji import attribution
-
-    print(f"\n{attribution()}")
+    run_demo(args.config, args.out, rebuild=args.rebuild, device=args.device)
     return 0
 
 
@@ -191,7 +172,24 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("build", help="build an index from a YAML config")
     s.add_argument("config", help="YAML config file")
     s.add_argument("--out", default=None, help="output directory (default indexes/<name>)")
+    again = s.add_mutually_exclusive_group()
+    again.add_argument("--resume", dest="resume", action="store_const", const=True, default=None,
+                       help="continue a stopped build from its finished shards (the default when there is one); "
+                            "fail if there is none")
+    again.add_argument("--fresh", dest="resume", action="store_const", const=False,
+                       help="discard a stopped build's shards and start over")
     s.set_defaults(fn=cmd_build)
+
+    s = sub.add_parser("add", help="add the items of a config's data section to an index (no rebuild)")
+    s.add_argument("index_dir")
+    s.add_argument("config", help="YAML config whose data section names the new items; the rest is ignored")
+    s.add_argument("--upsert", action="store_true", help="replace items whose id is already in the index")
+    s.set_defaults(fn=cmd_add)
+
+    s = sub.add_parser("remove", help="remove items from an index by id")
+    s.add_argument("index_dir")
+    s.add_argument("--ids", nargs="+", required=True, metavar="ID", help="ids of the items to remove")
+    s.set_defaults(fn=cmd_remove)
 
     s = sub.add_parser("search", help="search an index with a text or an image")
     s.add_argument("index_dir")

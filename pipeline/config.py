@@ -55,6 +55,9 @@ class AnchorConfig:
     path: str | None = None  # a parquet anchor set to use instead of selecting anchors from the data
     # an anchor's text side when it has several captions: their "mean" in the encoder space, or the "first"
     caption_pooling: Literal["mean", "first"] = "mean"
+    # feature-based selectors (kmeans, fps, stratified) choose among a seeded sample of this many items, so
+    # that choosing anchors never embeds a million items twice; None: among all items
+    pool: int | None = 50_000
 
 
 @dataclass
@@ -102,6 +105,7 @@ class Config:
     image_encoder: str = "efficientnet-lite0"  # alias, "timm:<arch>@<ckpt>", "open_clip:<arch>/<tag|ckpt>"
     device: str | None = None  # torch device; None picks CUDA when available
     batch_size: int = 64  # encoder batch size
+    shard_size: int = 10_000  # items per build shard: the unit a killed build resumes from, and of peak memory
     num_workers: int | None = None  # image-decoding DataLoader workers; None picks from the core count
     data: DataConfig = field(default_factory=lambda: DataConfig(languages=list(DEMO_LANGUAGES)))  # what to index
     anchors: AnchorConfig = field(default_factory=AnchorConfig)  # the parallel anchor set

@@ -25,6 +25,7 @@ def embed_dataset(
     lang: str | None = None,
     batch_size: int = 64,
     cache: str | Path | None = None,
+    show_progress: bool | None = None,
 ) -> np.ndarray:
     """Embed every image of ``ds``, or every caption in ``lang``, with ``encoder``; cached by content.
 
@@ -51,7 +52,7 @@ def embed_dataset(
             if vecs.shape == (len(items), encoder.dim):
                 logger.info("reusing cached %s embeddings (%s) from %s", what, encoder.spec, path)
                 return vecs
-    vecs = encoder.encode(items, batch_size=batch_size, ids=names)
+    vecs = encoder.encode(items, batch_size=batch_size, ids=names, show_progress=show_progress)
     if not np.isfinite(vecs).all():
         bad = names[int(np.flatnonzero(~np.isfinite(vecs).all(axis=1))[0])]
         raise ValueError(f"item {bad!r}: the {encoder.modality} encoder produced NaN or inf")

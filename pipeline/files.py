@@ -41,14 +41,35 @@ def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def index_lock(index_dir: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``index_dir`` (a sibling lock file): one writer at a time, none lost.
+
+    Readers need no lock: they see the old directory or the new one, whole (see :func:`atomic_directory`).
+    """
+    import fcntl
+
+    path = Path(index_dir).resolve()
+    with open(path.parent / f".{path.name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def link_tree(src: str | Path, dst: str | Path, skip: set[str] = frozenset()) -> None:
-    """Hard-link (or copy, across filesystems) every file of ``src`` into ``dst`` except ``skip``.
+    """Hard-link (or copy, across filesystems) every file of ``src`` into ``dst``, recursively, except ``skip``.
 
     Index files are never modified in place, so sharing their inodes between the old and the new
     directory is safe and costs no copy of the vectors.
     """
     for f in Path(src).iterdir():
-        if f.name in skip or not f.is_file():
+        if f.name in skip:
+            continue
+        if f.is_dir():
+            (Path(dst) / f.name).mkdir(exist_ok=True)
+            link_tree(f, Path(dst) / f.name)
             continue
         try:
             os.link(f, Path(dst) / f.name)
@@ -86,6 +107,6 @@ def read_parquet(path: str | Path, what: str) -> Any:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{what} missing: {path}")
     try:
-        return pq.read_table(str(path))
+        return pq.read_table(str(path), memory_map=True)
     except (pa.ArrowException, OSError) as e:
         raise ValueError(f"{what} {path} is damaged (truncated or not a parquet file)") from e

@@ -90,29 +90,32 @@ def read_faiss(path: str | Path) -> Any:
 
 
 def search_faiss(
-    index: Any, xq: np.ndarray, k: int, *, id_range: tuple[int, int] | None = None
+    index: Any, xq: np.ndarray, k: int, *, keep: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Search ``k`` neighbours, clipping k to the index size (FAISS pads with -1 otherwise).
 
-    ``id_range`` keeps only rows ``start <= id < end`` (e.g. one language's captions); rows padded with -1
-    come back where fewer than k pass.
+    ``keep`` is a boolean mask over the index's ids: only rows where it is true are returned (e.g. one
+    language's captions); rows padded with -1 come back where fewer than k pass.
     """
     k = max(1, min(int(k), index.ntotal))
     xq = np.ascontiguousarray(xq, dtype=np.float32)
-    if id_range is None:
+    if keep is None:
         return index.search(xq, k)
-    return index.search(xq, k, params=_range_params(index, *id_range))
+    import faiss
+
+    bits = np.packbits(np.asarray(keep, dtype=bool), bitorder="little")
+    selector = faiss.IDSelectorBitmap(len(keep), faiss.swig_ptr(bits))  # reads ``bits``, alive until we return
+    return index.search(xq, k, params=_filter_params(index, selector))
 
 
-def _range_params(index: Any, start: int, end: int) -> Any:
-    """Search parameters that filter to an id range, of the kind the index needs.
+def _filter_params(index: Any, selector: Any) -> Any:
+    """Search parameters that filter by ``selector``, of the kind the index needs.
 
     An IVF index refuses plain ``SearchParameters`` (it needs ``SearchParametersIVF``), and those must carry
     its ``nprobe``, or the filtered search would quietly probe one list.
     """
     import faiss
 
-    selector = faiss.IDSelectorRange(start, end)
     try:
         ivf = faiss.extract_index_ivf(index)
     except RuntimeError:  # not an IVF index (Flat, HNSW, ...): plain parameters do

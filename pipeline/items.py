@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 from .files import read_parquet
+from .layout import SHARDS, THUMBNAILS
+from .shards import SHARD_META, list_shards
 
 
 @dataclass
@@ -32,11 +34,13 @@ class Hit:
 class ItemTables:
     """Row r of ``tables[m]`` describes vector r of modality m's FAISS index; lookups are built lazily, once."""
 
-    def __init__(self, tables: dict[str, Any], thumbnails: Path):
-        self.tables, self.thumbnails_path = tables, thumbnails
+    def __init__(self, tables: dict[str, Any], index_dir: Path):
+        self.tables, self.index_dir = tables, index_dir
         self._row_of_id: dict[str, int] | None = None
         self._image_row_of_text: np.ndarray | None = None
-        self._thumbnails: dict[str, bytes] | None = None
+        self._lang_masks: dict[str, np.ndarray] = {}
+        self._thumbnail_shards: list[tuple[int, Path]] | None = None  # (first image row, shard dir)
+        self._thumbnail_tables: dict[Path, Any] = {}
 
     def hits(self, modality: str, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
         """Hits for one query's FAISS result (scores and rows, best first)."""
@@ -65,18 +69,45 @@ class ItemTables:
             self._image_row_of_text = rows.to_numpy(zero_copy_only=False).astype(np.int64)
         return self._image_row_of_text
 
-    def item(self, item_id: str) -> dict[str, Any] | None:
-        """An item's metadata (from the image table), or None if the id is unknown."""
+    def in_lang(self, lang: str) -> np.ndarray:
+        """Boolean mask over the caption rows that are in ``lang`` (a FAISS filter), computed once per language."""
+        if lang not in self._lang_masks:
+            import pyarrow.compute as pc
+
+            column = self.tables["text"].column("lang")
+            self._lang_masks[lang] = pc.equal(column, lang).to_numpy(zero_copy_only=False).astype(bool)
+        return self._lang_masks[lang]
+
+    def row_of(self, item_id: str) -> int | None:
+        """The image-table row (= image FAISS id) of an item, or None if the id is unknown."""
         if self._row_of_id is None:
             self._row_of_id = {v: i for i, v in enumerate(self.tables["image"].column("id").to_pylist())}
-        row = self._row_of_id.get(item_id)
+        return self._row_of_id.get(item_id)
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        """An item's metadata (from the image table), or None if the id is unknown."""
+        row = self.row_of(item_id)
         return None if row is None else self.tables["image"].slice(row, 1).to_pylist()[0]
 
     def thumbnail(self, item_id: str) -> bytes | None:
-        """The stored PNG thumbnail of an item, or None."""
-        if self._thumbnails is None:
-            table = read_parquet(self.thumbnails_path, "thumbnail table") if self.thumbnails_path.is_file() else None
-            self._thumbnails = {} if table is None else dict(
-                zip(table.column("id").to_pylist(), table.column("png").to_pylist())
-            )
-        return self._thumbnails.get(item_id)
+        """The stored PNG thumbnail of an item, or None; read from its shard, memory-mapped, on demand."""
+        import json
+
+        row = self.row_of(item_id)
+        if self._thumbnail_shards is None:
+            self._thumbnail_shards, first = [], 0
+            for path in list_shards(self.index_dir / SHARDS):
+                self._thumbnail_shards.append((first, path))
+                first += json.loads((path / SHARD_META).read_text())["counts"]["image"]
+        if row is None or not self._thumbnail_shards:
+            return None
+        first, path = self._thumbnail_shards[int(np.searchsorted([f for f, _ in self._thumbnail_shards], row,
+                                                                  side="right")) - 1]
+        if path not in self._thumbnail_tables:
+            file = path / THUMBNAILS
+            self._thumbnail_tables[path] = read_parquet(file, "thumbnail table") if file.is_file() else None
+        table = self._thumbnail_tables[path]
+        if table is None or row - first >= table.num_rows:
+            return None
+        rec = table.slice(row - first, 1).to_pylist()[0]
+        return rec["png"] if rec["id"] == item_id else None

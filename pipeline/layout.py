@@ -4,7 +4,8 @@ from __future__ import annotations
 
 PROJECTORS = "projector.safetensors"  # anchor embeddings and statistics per space
 ANCHORS = "anchors.parquet"  # the parallel anchor set: ids, images, captions per language
-THUMBNAILS = "thumbnails.parquet"  # id -> PNG thumbnail, for the web page
+THUMBNAILS = "thumbnails.parquet"  # id -> PNG thumbnail, for the web page (one per shard)
+SHARDS = "shards"  # the relative vectors and item rows, block by block: what the FAISS indexes are built from
 CONFIG = "config.yaml"  # the config that built the index
 SKIPPED = "skipped.parquet"  # rows of the data left out of the build (data.on_error: skip), with the reason
 

@@ -11,7 +11,7 @@ from .layout import index_file
 from .spaces import SpaceKey
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: vectors kept in shards/, thumbnails per shard, counts.text_langs
 
 
 class IndexMismatchError(ValueError):
@@ -84,9 +84,20 @@ class Manifest:
                 f"{modality} encoder dim mismatch: the index expects {rec['dim']}, the encoder gives {dim}"
             )
 
-    def check_counts(self, index_dir: str | Path, stored: dict[str, int]) -> None:
-        """Refuse an index whose files hold other vector counts than the manifest records (a mixed-up copy)."""
+    def check_dims(self, index_dir: str | Path, dims: dict[SpaceKey, int]) -> None:
+        """Refuse projectors that read another dimension than the encoder of their space gives."""
+        for space, dim in dims.items():
+            rec = self.encoders[str(self.encoder_key(space))]
+            if dim != rec["dim"]:
+                raise ValueError(f"{index_dir}: projector {str(space)!r} reads dim {dim}, but its encoder "
+                                 f"{rec['spec']!r} has dim {rec['dim']}")
+
+    def check_counts(self, index_dir: str | Path, stored: dict[str, int], rows: dict[str, int]) -> None:
+        """Refuse an index whose files disagree on vector counts with each other or the manifest (a mixed-up copy)."""
         for modality, n in stored.items():
+            if rows[modality] != n:
+                raise ValueError(f"{index_dir}: {modality} index holds {n} vectors but {rows[modality]} metadata "
+                                 f"rows; the directory is inconsistent")
             if self.counts.get(modality) != n:
                 raise ValueError(
                     f"{Path(index_dir) / MANIFEST} records {self.counts.get(modality)} {modality} vectors, but "

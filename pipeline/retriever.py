@@ -17,13 +17,14 @@ from .encoders import Encoder, create_encoder
 from .files import read_parquet
 from .index import read_faiss, search_faiss
 from .items import Hit, ItemTables
-from .layout import PROJECTORS, THUMBNAILS, index_file, items_file
+from .layout import PROJECTORS, index_file, items_file
 from .limits import Limits
 from .manifest import Manifest
 from .query import Query
 from .reanchor import destination, reanchor
 from .relative import RelativeProjector, load_projectors
 from .spaces import IMAGE, MODALITIES, SpaceKey
+from .update import add_data, update_index
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class Retriever:
     ):
         self.index_dir, self.manifest, self.projectors = index_dir, manifest, projectors
         self.indexes, self.items = indexes, items
-        self.tables = ItemTables(items, index_dir / THUMBNAILS)
+        self.tables = ItemTables(items, index_dir)
         self.device = device
         self.limits = limits or Limits()  # bounds every query obeys (k, text length, image pixels)
         self._encoders: dict[SpaceKey, Encoder] = dict(encoders or {})
@@ -59,7 +60,12 @@ class Retriever:
 
     @classmethod
     def build(
-        cls, config: str | Path | Config | None = None, out_dir: str | Path | None = None, *, device: str | None = None
+        cls,
+        config: str | Path | Config | None = None,
+        out_dir: str | Path | None = None,
+        *,
+        device: str | None = None,
+        resume: bool | None = None,
     ) -> Retriever:
         """Embed the configured data, fit the relative projectors on the anchors and write an index.
 
@@ -70,13 +76,15 @@ class Retriever:
             config: YAML path or Config; None is the embedded OpenMoji demo.
             out_dir: where to write; default ``indexes/<config.name>``.
             device: torch device for the encoders; default the config's, else CUDA when available.
+            resume: None continues a stopped build of ``out_dir`` from its finished shards when there is
+                one; True requires one; False starts over.
 
         Returns:
             The loaded Retriever for the new index.
         """
         cfg = load_config(config)
         out = Path(out_dir) if out_dir is not None else Path("indexes") / cfg.name
-        encoders = build_index(cfg, out, device=device or cfg.device)
+        encoders = build_index(cfg, out, device=device or cfg.device, resume=resume)
         return cls.load(out, device=device or cfg.device, _encoders=encoders)
 
     @classmethod
@@ -114,18 +122,11 @@ class Retriever:
             manifest.check_anchors(AnchorSet.load(anchors).hash)
         options = from_dict(ProjectorConfig, manifest.projector, f"{index_dir}/manifest.json", "projector.")
         projectors = load_projectors(index_dir / PROJECTORS, manifest.spaces, options)
-        for space, p in projectors.items():
-            rec = manifest.encoders[str(manifest.encoder_key(space))]
-            if p.dim != rec["dim"]:
-                raise ValueError(f"{index_dir}: projector {str(space)!r} reads dim {p.dim}, but its encoder "
-                                 f"{rec['spec']!r} has dim {rec['dim']}")
+        manifest.check_dims(index_dir, {space: p.dim for space, p in projectors.items()})
         indexes = {m: read_faiss(index_dir / index_file(m)) for m in MODALITIES}
         items = {m: read_parquet(index_dir / items_file(m), f"{m} item table") for m in MODALITIES}
-        for m in MODALITIES:
-            if indexes[m].ntotal != items[m].num_rows:
-                raise ValueError(f"{index_dir}: {m} index holds {indexes[m].ntotal} vectors but "
-                                 f"{items[m].num_rows} metadata rows; the directory is inconsistent")
-        manifest.check_counts(index_dir, {m: indexes[m].ntotal for m in MODALITIES})
+        manifest.check_counts(index_dir, {m: indexes[m].ntotal for m in MODALITIES},
+                              {m: items[m].num_rows for m in MODALITIES})
         logger.info("loaded index %s (%s)", index_dir, ", ".join(f"{m}: {indexes[m].ntotal}" for m in MODALITIES))
         return cls(index_dir, manifest, projectors, indexes, items, encoders=_encoders, device=device, limits=limits)
 
@@ -139,7 +140,7 @@ class Retriever:
     @property
     def caption_languages(self) -> list[str]:
         """Languages of the stored captions, which ``result_lang`` may select."""
-        return list(self.manifest.counts.get("text_lang_ranges", {})) or self.languages  # the build's order
+        return list(self.manifest.counts.get("text_langs", {})) or self.languages  # the build's order
 
     def encoder(self, modality: str, lang: str | None = None) -> Encoder:
         """The query encoder of ``modality`` (and text ``lang``), loaded on first use and checked."""
@@ -223,15 +224,14 @@ class Retriever:
         self, xq: np.ndarray, k: int = 10, *, target: str = "image", result_lang: str | None = None
     ) -> list[list[Hit]]:
         """Search with relative vectors already computed (by :meth:`embed`): one list of hits per row."""
-        id_range = None
+        keep = None
         if result_lang is not None:
             if target != "text":
                 raise ValueError("result_lang filters caption results; it needs target='text'")
-            ranges = self.manifest.counts.get("text_lang_ranges", {})
-            if result_lang not in ranges:
-                raise ValueError(f"no captions in language {result_lang!r}; this index has {list(ranges)}")
-            id_range = tuple(ranges[result_lang])
-        D, I = search_faiss(self.indexes[target], xq, k, id_range=id_range)
+            if result_lang not in self.caption_languages:
+                raise ValueError(f"no captions in language {result_lang!r}; this index has {self.caption_languages}")
+            keep = self.tables.in_lang(result_lang)
+        D, I = search_faiss(self.indexes[target], xq, k, keep=keep)
         return [self.tables.hits(target, d, i) for d, i in zip(D, I)]
 
     # -- re-anchoring -----------------------------------------------------------------------------------
@@ -259,13 +259,34 @@ class Retriever:
             A Retriever on the re-anchored index (``self``, updated, when in place).
         """
         dest = destination(self.index_dir, out, in_place)
-        manifest, projectors, enc = reanchor(self.index_dir, self.manifest, self.projectors, modality, encoder, dest,
+        _, _, enc = reanchor(self.index_dir, self.manifest, self.projectors, modality, encoder, dest,
                                              lang=lang, device=self.device)
         key = SpaceKey.text(lang) if lang is not None else SpaceKey(modality)
         if dest.resolve() != self.index_dir.resolve():
             return Retriever.load(dest, device=self.device, _encoders={**self._encoders, key: enc})
-        self.manifest, self.projectors = manifest, projectors
         self._encoders[key] = enc
+        return self._reload()
+
+    # -- updates --------------------------------------------------------------------------------------
+
+    def add(self, config: str | Path | Config, *, upsert: bool = False) -> Retriever:
+        """Add the items of ``config``'s data section, projected as a build of this index would, and reload.
+
+        An id already in the index is refused, naming it, unless ``upsert`` replaces that item (:mod:`.update`).
+        """
+        add_data(self.index_dir, self.manifest, load_config(config), self.projectors,
+                 lambda s: self.encoder(s.modality, s.lang), upsert=upsert)
+        return self._reload()
+
+    def remove(self, ids: str | list[str]) -> Retriever:
+        """Remove items (their image and every caption) by id, atomically, and reload; an unknown id is refused."""
+        update_index(self.index_dir, self.manifest, remove=[ids] if isinstance(ids, str) else list(ids))
+        return self._reload()
+
+    def _reload(self) -> Retriever:
+        """Read this index directory again (after an update), keeping the loaded encoders."""
+        new = Retriever.load(self.index_dir, device=self.device, limits=self.limits, _encoders=self._encoders)
+        vars(self).update({k: v for k, v in vars(new).items() if k != "_load_lock"})
         return self
 
     # -- items ----------------------------------------------------------------------------------------

@@ -8,7 +8,10 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
 # Modules allowed past this many lines must say why here.
 MAX_LINES = 300
-LONG_MODULES: dict[str, str] = {}
+LONG_MODULES: dict[str, str] = {
+    "pipeline/retriever.py": "the public API facade: one short method per user operation (build, load, search, "
+                             "embed, swap, add, remove, items), each delegating to its stage's module",
+}
 
 
 def _modules() -> dict[str, Path]:

@@ -239,7 +239,7 @@ DAMAGED = [
     ("manifest-counts", _manifest(lambda m: m["counts"].update(image=m["counts"]["image"] + 1)), ValueError,
      r"manifest\.json records \d+ image vectors, but image\.faiss holds \d+"),
     ("manifest-format-version", _manifest(lambda m: m.update(format_version=99)), IndexMismatchError,
-     r"manifest\.json: index format version 99 is not the supported 1"),
+     r"manifest\.json: index format version 99 is not the supported 2"),
 ]
 
 

@@ -122,7 +122,7 @@ def test_every_caption_is_a_text_row(hf_index: Path) -> None:
     r = Retriever.load(hf_index)
     n_en = sum(len(rec["sentences"]) for rec in records())
     n_es = sum(rec["es"] is not None for rec in records())
-    assert r.manifest.counts["text_lang_ranges"] == {"en": [0, n_en], "es": [n_en, n_en + n_es]}
+    assert r.manifest.counts["text_langs"] == {"en": n_en, "es": n_es}
     assert r.indexes["text"].ntotal == n_en + n_es == r.items["text"].num_rows
     rows = r.items["text"].to_pylist()
     assert [x["caption"] for x in rows if x["id"] == "u02" and x["lang"] == "en"] == [

@@ -71,7 +71,7 @@ def test_manifest_check_explains_mismatch() -> None:
 def test_manifest_round_trip_and_format_version(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(_manifest().to_json())
     assert Manifest.read(tmp_path) == _manifest()
-    (tmp_path / "manifest.json").write_text(_manifest().to_json().replace('"format_version": 1', '"format_version": 99'))
+    (tmp_path / "manifest.json").write_text(_manifest().to_json().replace('"format_version": 2', '"format_version": 99'))
     with pytest.raises(IndexMismatchError, match="format version 99"):
         Manifest.read(tmp_path)
 
@@ -106,7 +106,9 @@ def test_search_within_an_id_range(factory: str) -> None:
         import faiss
 
         faiss.extract_index_ivf(index).nprobe = 8  # every list: the filtered result must equal exact search
-    D, I = search_faiss(index, XQ, 10, id_range=(100, 200))
+    keep = np.zeros(len(XB), dtype=bool)
+    keep[100:200] = True
+    D, I = search_faiss(index, XQ, 10, keep=keep)
     assert ((I >= 100) & (I < 200)).all()
     if factory != "HNSW16":  # HNSW is approximate; the others probe everything here
         sub = XB[100:200]

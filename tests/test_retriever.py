@@ -21,7 +21,11 @@ from .conftest import SMALL_ANCHORS, SMALL_ITEMS
 def test_index_directory_contents(small_index: Path) -> None:
     names = {p.name for p in small_index.iterdir()}
     assert {"manifest.json", "image.faiss", "text.faiss", "projector.safetensors", "anchors.parquet",
-            "image_items.parquet", "text_items.parquet", "thumbnails.parquet", "config.yaml"} <= names
+            "image_items.parquet", "text_items.parquet", "shards", "config.yaml"} <= names
+    shard = {p.name for p in (small_index / "shards" / "000000").iterdir()}
+    assert shard == {"shard.json", "image.npy", "text.npy", "image_items.parquet", "text_items.parquet",
+                     "thumbnails.parquet"}
+    assert not (small_index.parent / ".small.partial").exists()  # a finished build leaves no partial shards
     m = json.loads((small_index / "manifest.json").read_text())
     assert m["encoders"]["text"]["spec"] == "minilm" and m["encoders"]["text"]["dim"] == 384
     assert m["encoders"]["image"]["spec"] == "efficientnet-lite0" and m["encoders"]["image"]["dim"] == 1280

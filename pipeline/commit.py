@@ -1,0 +1,92 @@
+"""The one merge step: FAISS indexes from shards, merged item tables, and the atomic publish of a directory.
+
+A build, an ``add`` and a ``remove`` all end here, so an index directory is always written the same way:
+into a temporary sibling that replaces the old directory only when complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import IndexConfig
+from .files import atomic_directory, link_tree
+from .index import add_blocks, build_faiss, write_faiss
+from .layout import SHARDS, index_file, items_file
+from .manifest import MANIFEST, Manifest
+from .shards import Shard
+from .spaces import MODALITIES
+
+logger = logging.getLogger(__name__)
+
+
+def blocks(shards: Sequence[Shard], modality: str) -> list[np.ndarray]:
+    """One modality's vectors, shard by shard, memory-mapped: the index builder's input."""
+    return [s.vectors(modality) for s in shards]
+
+
+def build_indexes(shards: Sequence[Shard], cfg: IndexConfig, seed: int = 0) -> dict[str, Any]:
+    """A FAISS index per modality from the shards' vectors, trained once on a sample drawn across them."""
+    return {m: build_faiss(blocks(shards, m), cfg.factory, cfg.train_size, seed) for m in MODALITIES}
+
+
+def refill(index: Any, shards: Sequence[Shard], modality: str) -> Any:
+    """Empty a trained index and add the shards' vectors again: a compaction that keeps its training."""
+    index.reset()
+    add_blocks(index, blocks(shards, modality), desc=f"FAISS re-add ({modality})")
+    return index
+
+
+def publish(
+    out: Path,
+    shards: Sequence[Shard],
+    indexes: dict[str, Any],
+    manifest: Manifest,
+    languages: Sequence[str],
+    write_extra: Callable[[Path], None],
+) -> None:
+    """Write a complete index directory at ``out`` atomically: shards (hard-linked), indexes, tables, manifest.
+
+    ``write_extra(tmp)`` adds the files the caller owns (anchors, projectors, config, ...). The manifest's
+    counts are filled in here, from what is actually written.
+    """
+    import pyarrow.compute as pc
+
+    with atomic_directory(out) as tmp:
+        write_extra(tmp)
+        root = tmp / SHARDS
+        root.mkdir()
+        for shard in shards:
+            (root / shard.path.name).mkdir()
+            link_tree(shard.path, root / shard.path.name)  # the shard's files are never rewritten: shared inodes
+        for m, index in indexes.items():
+            write_faiss(index, tmp / index_file(m))
+        tables = {m: _merge_items(shards, m, tmp / items_file(m)) for m in MODALITIES}
+        langs = pc.value_counts(tables["text"].column("lang")).to_pylist() if tables["text"].num_rows else []
+        per_lang = {d["values"]: d["counts"] for d in langs}
+        manifest.counts.update({
+            "items": tables["image"].num_rows,
+            **{m: int(indexes[m].ntotal) for m in MODALITIES},
+            "text_langs": {lang: per_lang.get(lang, 0) for lang in languages},
+            "shards": len(shards),
+        })
+        for m in MODALITIES:
+            if tables[m].num_rows != indexes[m].ntotal:
+                raise RuntimeError(f"{m}: {indexes[m].ntotal} vectors but {tables[m].num_rows} item rows")
+        (tmp / MANIFEST).write_text(manifest.to_json())
+    logger.info("wrote index %s: %d images, %d captions in %d shards", out, indexes["image"].ntotal,
+                indexes["text"].ntotal, len(shards))
+
+
+def _merge_items(shards: Sequence[Shard], modality: str, path: Path) -> Any:
+    """The shards' item rows of one modality, in FAISS id order, as one parquet file; returns the table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.concat_tables([s.items(modality) for s in shards], promote_options="default")
+    pq.write_table(table, path)
+    return table

@@ -1,0 +1,139 @@
+"""The streaming dataflow: items become relative vectors block by block, each block written as a shard.
+
+Builds and ``add`` share it. Memory is bounded by the anchors, one block and its vectors; a shard that is
+already complete (same rows, source and anchors) is kept, so a killed build resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import caption_rows, captions
+from .data.images import load_image
+from .embed import embed_dataset
+from .encoders import Encoder
+from .hashing import hash_arrays
+from .progress import progress
+from .relative import RelativeProjector
+from .shards import Shard, ShardError, ShardPayload, read_shard, shard_name, write_shard
+from .spaces import IMAGE, SpaceKey
+
+logger = logging.getLogger(__name__)
+
+# Columns that say how an item is stored rather than what it is: not copied into hit metadata.
+STORAGE_COLUMNS = ("image", "captions")
+
+
+@dataclass
+class Projection:
+    """Everything that turns items into relative vectors: encoders, fitted projectors and how to run them."""
+
+    encoders: Mapping[SpaceKey, Encoder]  # by space: IMAGE, TEXT, and text:<lang> for per-language encoders
+    projectors: Mapping[SpaceKey, RelativeProjector]
+    languages: Sequence[str]  # caption languages, in the order their rows are stored
+    anchors: str  # hash of the anchor set the projectors were fitted on
+    batch_size: int = 64
+    thumbnails: int = 0  # side of the PNG thumbnails stored with each shard; 0 stores none
+    cache: Path | None = None  # absolute-embedding cache (see embed.embed_dataset)
+
+    def encoder(self, space: SpaceKey) -> Encoder:
+        """A space's own encoder if it has one, else its modality's shared encoder."""
+        return self.encoders.get(space) or self.encoders[space.shared]
+
+    def block(self, ds: Any, *, show_progress: bool | None = None) -> ShardPayload:
+        """Embed and project the items of ``ds``: one image row per item, one text row per caption."""
+        import pyarrow as pa
+
+        x = embed_dataset(ds, self.encoders[IMAGE], batch_size=self.batch_size, cache=self.cache,
+                          show_progress=show_progress)
+        ids = np.asarray(ds["id"], dtype=object)
+        text_vecs, table = [], {"id": [], "lang": [], "caption": []}
+        for lang in self.languages:
+            space = SpaceKey.text(lang)
+            rows, texts = caption_rows(captions(ds, lang))
+            vecs = embed_dataset(ds, self.encoder(space), lang=lang, batch_size=self.batch_size, cache=self.cache,
+                                 show_progress=show_progress)
+            text_vecs.append(self.projectors[space].transform(vecs))
+            table["id"] += ids[rows].tolist()
+            table["lang"] += [lang] * len(texts)
+            table["caption"] += texts
+        dim = self.projectors[IMAGE].total
+        meta = ds.remove_columns([c for c in STORAGE_COLUMNS if c in ds.column_names])
+        return ShardPayload(
+            vectors={"image": self.projectors[IMAGE].transform(x),
+                     "text": np.vstack(text_vecs) if text_vecs else np.zeros((0, dim), np.float32)},
+            items={"image": meta.with_format("arrow")[:],
+                   "text": pa.table({k: pa.array(v, pa.string()) for k, v in table.items()})},
+            thumbnails=thumbnail_table(ds, self.thumbnails) if self.thumbnails else None,
+        )
+
+
+def source_fingerprint(ds: Any) -> str:
+    """What identifies the source rows: 🤗 datasets' content fingerprint, else a hash of the ids."""
+    return getattr(ds, "_fingerprint", None) or hash_arrays(*ds["id"])
+
+
+def write_shards(ds: Any, root: Path, projection: Projection, *, shard_size: int, first: int = 0) -> list[Shard]:
+    """Project ``ds`` into shards ``first, first+1, ...`` under ``root``, keeping those already complete.
+
+    A shard on disk is reused only if its files match its record and it was made from the same rows of the
+    same source on the same anchors; anything else is rebuilt, with a warning that says why.
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    source, n = source_fingerprint(ds), len(ds)
+    count = max(1, math.ceil(n / shard_size))
+    root.mkdir(parents=True, exist_ok=True)
+    shards: list[Shard] = []
+    done_items, t0 = 0, time.perf_counter()
+    with progress(total=n, desc="shards", unit="item") as bar:
+        for s in range(count):
+            rows = (s * shard_size, min(n, (s + 1) * shard_size))
+            path = root / shard_name(first + s)
+            if path.exists():
+                try:
+                    shards.append(read_shard(path, source=source, anchors=projection.anchors, rows=rows))
+                    bar.update(rows[1] - rows[0])
+                    logger.info("shard %d/%d: complete, kept", s + 1, count)
+                    continue
+                except ShardError as e:
+                    logger.warning("%s; rebuilding it", e)
+            t = time.perf_counter()
+            payload = projection.block(ds.select(range(*rows)), show_progress=False if count > 1 else None)
+            shards.append(write_shard(root, first + s, payload, rows=rows, source=source, anchors=projection.anchors))
+            done_items += rows[1] - rows[0]
+            bar.update(rows[1] - rows[0])
+            rate = done_items / (time.perf_counter() - t0)
+            left = n - rows[1]
+            logger.info("shard %d/%d: %d items in %.1f s (%.1f items/s), ETA %s", s + 1, count, rows[1] - rows[0],
+                        time.perf_counter() - t, rate, _duration(left / rate))
+    return shards
+
+
+def thumbnail_table(ds: Any, side: int) -> Any:
+    """PNG thumbnails of the items' images (id, png), for the web page."""
+    import pyarrow as pa
+
+    ids, pngs = [], []
+    for item_id, image in zip(ds["id"], ds["image"]):
+        img = load_image(image, item=item_id)
+        img.thumbnail((side, side))
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        ids.append(item_id)
+        pngs.append(buf.getvalue())
+    return pa.table({"id": pa.array(ids, pa.string()), "png": pa.array(pngs, pa.binary())})
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
