@@ -214,7 +214,8 @@ def report(res: dict) -> str:
     lines = [
         "| phase | wall s | peak RSS GiB | figures |", "|---|---|---|---|",
         f"| build | {build['wall_s']:.0f} | {build['peak_rss_gib']:.2f} | shards {build['shards_s']:.0f} s, index "
-        f"{build['index_s']:.0f} s, publish {build['publish_s']:.0f} s, on disk {build['disk_bytes'] / 2**30:.2f} GiB |",
+        f"{build['index_s']:.0f} s, publish {build['publish_s']:.0f} s, "
+        f"on disk {build['disk_bytes'] / 2**30:.2f} GiB |",
         f"| serve | {serve['wall_s']:.0f} | {serve['peak_rss_gib']:.2f} | load {serve['load_s']:.2f} s, "
         f"p50 {serve['p50_ms']:.2f} ms, p99 {serve['p99_ms']:.2f} ms (single queries, 1 thread, hits included) |",
         "", f"chosen image index: `{chosen['key']}` {chosen.get('params', {})}", "",
