@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import faiss
@@ -13,8 +12,9 @@ import pytest
 from pipeline.autoindex import BudgetError, IndexBudget, choose_index, exact_knn, recall_at_k
 from pipeline.cli import main
 from pipeline.config import ConfigError, IndexConfig, load_config
-from pipeline.index import search_params, write_faiss
+from pipeline.index import build_faiss, search_params, write_faiss
 from pipeline.index_candidates import CANDIDATES, nlist, ordered, pq_m
+from pipeline.manifest import MANIFEST, Manifest
 
 N, M, CLUSTERS = 20_000, 64, 200
 RNG = np.random.default_rng(0)
@@ -102,18 +102,38 @@ def test_candidate_registry_shapes() -> None:
         CANDIDATES.get("nope")
 
 
-def test_info_prints_the_auto_choice(small_index: Path, tmp_path: Path, capsys, compressed) -> None:
-    out = tmp_path / "idx"
-    shutil.copytree(small_index, out)
-    manifest = json.loads((out / "manifest.json").read_text())
-    manifest["faiss"]["auto"] = {"image": compressed[1], "text": compressed[1]}
-    (out / "manifest.json").write_text(json.dumps(manifest))
+def _index_dir(path: Path, auto: dict | None) -> Path:
+    """An index directory as a build writes it, minus the models: manifest.json and both FAISS files."""
+    path.mkdir()
+    for modality, n in (("image", 300), ("text", 600)):
+        write_faiss(build_faiss(XB[:n], "Flat"), path / f"{modality}.faiss")
+    faiss_rec = {"factory": "auto" if auto else "Flat", "metric": "inner_product", **({"auto": auto} if auto else {})}
+    manifest = Manifest(
+        encoders={"image": {"spec": "efficientnet-lite0", "dim": 1280}, "text": {"spec": "minilm", "dim": 384}},
+        anchors={"hash": "ab" * 32, "count": 80, "strategy": "random", "spaces": ["image", "text:en"]},
+        projector={"center": True}, faiss=faiss_rec, counts={"items": 300, "image": 300, "text": 600},
+        package_version="0.test")
+    (path / MANIFEST).write_text(manifest.to_json())
+    return path
+
+
+def test_info_prints_the_auto_choice(tmp_path: Path, capsys, compressed) -> None:
+    """The build records one choice per modality under manifest.faiss["auto"]; ``relspace info`` shows them."""
+    rec = compressed[1]
+    out = _index_dir(tmp_path / "idx", {"image": rec, "text": rec})
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
-    for field in ("minilm", "anchors", "caption vectors", f"auto image: {compressed[1]['key']}", "recall@10",
-                  "p99", "over memory budget", "nprobe="):
+    for field in ("minilm", "anchors    80", "600 caption vectors", f"auto image: {rec['key']}", "recall@10",
+                  "p99", "over memory budget", "nprobe=", "max_memory 4.0 MiB"):
         assert field in text, field
     assert main(["info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["auto"]["text"]["key"] == compressed[1]["key"] and info["counts"]["image"] > 0
-    assert main(["info", str(small_index)]) == 0 and "auto" not in capsys.readouterr().out
+    assert info["auto"]["text"]["key"] == rec["key"] and info["faiss"]["factory"] == "auto"
+    assert info["faiss_file_bytes"]["image"] > 0
+
+
+def test_info_without_auto_and_on_a_non_index(tmp_path: Path, capsys) -> None:
+    assert main(["info", str(_index_dir(tmp_path / "idx", None))]) == 0
+    assert "\nauto " not in capsys.readouterr().out
+    assert main(["info", str(tmp_path)]) == 2
+    assert "manifest.json is missing" in capsys.readouterr().err
