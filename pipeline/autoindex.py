@@ -156,7 +156,7 @@ def _walk(
         else:
             _tune(index, blocks, xq, D_gt, budget, row)
         if not row.get("reason"):
-            _latency(index, xq, row)
+            _latency(index, xq, k, row)
             if budget.max_query_ms is not None and row["p50_ms"] > budget.max_query_ms:
                 row["reason"] = f"p50 {row['p50_ms']:.2f} ms > max_query_ms {budget.max_query_ms:g}"
         logger.info("auto index: %s", row)
@@ -189,7 +189,8 @@ def _tune(index: Any, blocks: list[np.ndarray], xq: np.ndarray, D_gt: np.ndarray
     """Raise the search parameters, cheapest first, until recall@k reaches the target; set them on ``index``."""
     knobs = search_params(index)
     main = next((p for p in ("nprobe", "efSearch") if p in knobs), None)
-    grid = [v for v in GRIDS[main] if v <= (getattr(_ivf(index), "nlist", 1 << 30)) and v >= 1] if main else [None]
+    lists = ivf.nlist if (ivf := _ivf(index)) is not None else None
+    grid = [v for v in GRIDS[main] if lists is None or v <= lists] if main else [None]
     best = (-1.0, {})
     for kf in GRIDS["k_factor"] if "k_factor" in knobs else [None]:
         history: list[float] = []
@@ -209,7 +210,7 @@ def _tune(index: Any, blocks: list[np.ndarray], xq: np.ndarray, D_gt: np.ndarray
     row["reason"] = f"recall@{budget.k} reaches only {best[0]:.3f} < {budget.recall:g} (at {best[1] or 'defaults'})"
 
 
-def _latency(index: Any, xq: np.ndarray, row: dict) -> None:
+def _latency(index: Any, xq: np.ndarray, k: int, row: dict) -> None:
     """p50/p99 of single queries on one thread, as a server worker answers them."""
     import faiss
 
@@ -217,7 +218,6 @@ def _latency(index: Any, xq: np.ndarray, row: dict) -> None:
     faiss.omp_set_num_threads(1)
     times: list[float] = []
     try:
-        k = min(10, index.ntotal)
         for q in xq[:5]:  # warm the caches and the page mapping
             index.search(q[None], k)
         start = time.perf_counter()

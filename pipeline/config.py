@@ -92,7 +92,8 @@ class IndexConfig:
     train_size: int = 100_000  # at most this many vectors train an index that needs training (IVF, PQ)
     thumbnails: int = 128  # side of the PNG thumbnails stored beside the index; 0 stores none
     max_memory: str | int | None = "4G"  # auto: budget of one modality's index, build peak included; None: unbounded
-    # auto: p99 single-thread query time; 20 ms keeps an interactive search within a page load. None: unbounded
+    # auto: median single-thread query time in ms (p99 is recorded too, but is noise on a shared machine);
+    # 20 ms keeps a search a small part of an interactive request. None: unbounded
     max_query_ms: float | None = 20.0
     recall: float = 0.95  # auto: recall@10 against exact (Flat) search that the chosen index must reach
     tune_queries: int = 1000  # auto: held-out cross-modal queries that tune and measure the candidates
