@@ -89,7 +89,7 @@ def build_index(
     with timed("embedding and projecting"):
         shards = write_shards(ds, work / SHARDS, projection, shard_size=cfg.shard_size)
     with timed("building FAISS"):
-        indexes = build_indexes(shards, cfg.index, cfg.anchors.seed)
+        indexes, chosen = build_indexes(shards, cfg.index, cfg.anchors.seed)
     infos = {str(key): e.info.to_dict() for key, e in encoders.items()}
     manifest = Manifest(
         encoders=infos,
@@ -98,7 +98,8 @@ def build_index(
                  "spaces": [str(key) for key in projectors], "caption_pooling": cfg.anchors.caption_pooling,
                  "per_language": {s.lang: len(p.anchors) for s, p in projectors.items() if s.lang}},
         projector=dict(vars(cfg.projector)),
-        faiss={"factory": cfg.index.factory, "metric": "inner_product", "normalized": True},
+        faiss={"factory": cfg.index.factory, "metric": "inner_product", "normalized": True,
+               **({"auto": chosen} if chosen else {})},
         counts={"skipped": len(skipped)},
         package_version=__version__,
         config=cfg.to_dict(),

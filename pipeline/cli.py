@@ -153,6 +153,14 @@ def cmd_reanchor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_info(args: argparse.Namespace) -> int:
+    from .info import format_info, index_info
+
+    info = index_info(args.index_dir)
+    print(json.dumps(info, indent=2, ensure_ascii=False) if args.json else format_info(info))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
@@ -241,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     dest.add_argument("--in-place", action="store_true",
                       help="rewrite INDEX_DIR itself; its old encoder can no longer query it")
     s.set_defaults(fn=cmd_reanchor)
+
+    s = sub.add_parser("info", help="what an index holds: encoders, anchors, counts, FAISS and the auto choice")
+    s.add_argument("index_dir")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(fn=cmd_info)
 
     s = sub.add_parser("serve", help="serve an index over HTTP with a search page")
     s.add_argument("index_dir")

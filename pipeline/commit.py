@@ -15,7 +15,8 @@ import numpy as np
 
 from .config import IndexConfig
 from .files import atomic_directory, link_tree
-from .index import add_blocks, build_faiss, write_faiss
+from .autoindex import IndexBudget, choose_index
+from .index import add_blocks, build_faiss, sample_rows, write_faiss
 from .layout import SHARDS, index_file, items_file
 from .manifest import MANIFEST, Manifest
 from .shards import Shard
@@ -29,9 +30,22 @@ def blocks(shards: Sequence[Shard], modality: str) -> list[np.ndarray]:
     return [s.vectors(modality) for s in shards]
 
 
-def build_indexes(shards: Sequence[Shard], cfg: IndexConfig, seed: int = 0) -> dict[str, Any]:
-    """A FAISS index per modality from the shards' vectors, trained once on a sample drawn across them."""
-    return {m: build_faiss(blocks(shards, m), cfg.factory, cfg.train_size, seed) for m in MODALITIES}
+def build_indexes(shards: Sequence[Shard], cfg: IndexConfig, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A FAISS index per modality from the shards' vectors, trained once on a sample drawn across them.
+
+    With ``factory: auto`` each index is chosen under the budgets and tuned on cross-modal queries: a sample
+    of the other modality's vectors (captions searching images, images searching captions), which are out of
+    the indexed distribution as real queries are. Returns the indexes and, for auto, each choice's record.
+    """
+    if cfg.factory != "auto":
+        return {m: build_faiss(blocks(shards, m), cfg.factory, cfg.train_size, seed) for m in MODALITIES}, {}
+    indexes, records = {}, {}
+    budget = IndexBudget.from_config(cfg)
+    for m, other in zip(MODALITIES, reversed(MODALITIES)):
+        queries = sample_rows(blocks(shards, other), cfg.tune_queries, seed + 1)
+        indexes[m], records[m] = choose_index(blocks(shards, m), queries, budget, train_size=cfg.train_size, seed=seed)
+        logger.info("auto chose %s for %s: %s", records[m]["key"], m, records[m].get("params"))
+    return indexes, records
 
 
 def refill(index: Any, shards: Sequence[Shard], modality: str) -> Any:

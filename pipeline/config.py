@@ -69,11 +69,48 @@ class ProjectorConfig:
     ridge: float | None = 1.0  # code items by anchor weights (K + ridge*I)^-1 k: undoes correlated anchors; None: off
 
 
+SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(value: str | int, key: str = "size") -> int:
+    """Bytes from a human size ("512M", "4G", "1.5G", "1048576"; binary units), refusing a bad one by ``key``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    text = str(value).strip().upper().removesuffix("IB").removesuffix("B")
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in SIZE_UNITS else (text, "")
+    try:
+        size = int(float(number) * SIZE_UNITS[unit])
+    except (ValueError, OverflowError):  # "", "inf", "nan"
+        size = 0
+    if size <= 0:
+        raise ConfigError(f"{key} must be a positive size such as 512M, 4G or a byte count, got {value!r}")
+    return size
+
+
 @dataclass
 class IndexConfig:
-    factory: str = "Flat"  # FAISS index_factory string; inner product on L2-normalised vectors = cosine
+    # FAISS index_factory string (inner product on L2-normalised vectors = cosine), or "auto": pick the
+    # index under max_memory and max_query_ms that reaches the recall target (pipeline/autoindex.py)
+    factory: str = "Flat"
     train_size: int = 100_000  # at most this many vectors train an index that needs training (IVF, PQ)
     thumbnails: int = 128  # side of the PNG thumbnails stored beside the index; 0 stores none
+    max_memory: str | int | None = "4G"  # auto: budget of one modality's index, build peak included; None: unbounded
+    # auto: median single-thread query time in ms (p99 is recorded too, but is noise on a shared machine);
+    # 20 ms keeps a search a small part of an interactive request. None: unbounded
+    max_query_ms: float | None = 20.0
+    recall: float = 0.95  # auto: recall@10 against exact (Flat) search that the chosen index must reach
+    tune_queries: int = 1000  # auto: held-out cross-modal queries that tune and measure the candidates
+
+    def __post_init__(self) -> None:
+        # "auto" needs nothing else: every budget has a default, and None switches a budget off.
+        if self.max_memory is not None:
+            parse_size(self.max_memory, "index.max_memory")
+        if self.max_query_ms is not None and not self.max_query_ms > 0:
+            raise ConfigError(f"index.max_query_ms must be positive or null, got {self.max_query_ms!r}")
+        if not 0 < self.recall <= 1:
+            raise ConfigError(f"index.recall must be in (0, 1], got {self.recall!r}")
+        if self.tune_queries < 1:
+            raise ConfigError(f"index.tune_queries must be at least 1, got {self.tune_queries!r}")
 
 
 @dataclass

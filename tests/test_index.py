@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from pipeline.files import atomic_directory
-from pipeline.index import build_faiss, read_faiss, search_faiss, write_faiss
+from pipeline.index import (
+    MAPPED,
+    add_blocks,
+    apply_search_params,
+    build_faiss,
+    read_faiss,
+    search_faiss,
+    search_params,
+    write_faiss,
+)
 from pipeline.manifest import IndexMismatchError, Manifest
 from pipeline.relative import l2_normalize
 
@@ -106,9 +115,7 @@ def test_search_within_an_id_range(factory: str) -> None:
         import faiss
 
         faiss.extract_index_ivf(index).nprobe = 8  # every list: the filtered result must equal exact search
-    keep = np.zeros(len(XB), dtype=bool)
-    keep[100:200] = True
-    D, I = search_faiss(index, XQ, 10, keep=keep)
+    D, I = search_faiss(index, XQ, 10, keep=_rows(100, 200))
     assert ((I >= 100) & (I < 200)).all()
     if factory != "HNSW16":  # HNSW is approximate; the others probe everything here
         sub = XB[100:200]
@@ -117,3 +124,68 @@ def test_search_within_an_id_range(factory: str) -> None:
             assert (I[:, 0] >= 100).all()
         else:
             np.testing.assert_array_equal(I, expected)
+
+
+MAPPABLE = ["Flat", "SQ8", "HNSW16", "IVF8,Flat", "IVF8,SQ8", "IVF8,PQ8x4fs,Refine(SQ8)", "PCA16,IVF8,Flat"]
+
+
+@pytest.mark.parametrize("factory", MAPPABLE)
+def test_mmap_read_searches_as_a_normal_read(factory: str, tmp_path: Path) -> None:
+    index = build_faiss(XB, factory)
+    apply_search_params(index, {k: v for k, v in {"nprobe": 4, "efSearch": 32, "k_factor": 4}.items()
+                                if k in search_params(index)})
+    write_faiss(index, tmp_path / "x.faiss")
+    mapped, read = read_faiss(tmp_path / "x.faiss"), read_faiss(tmp_path / "x.faiss", mmap=False)
+    assert mapped.__dict__.get(MAPPED) == str(tmp_path / "x.faiss") and MAPPED not in read.__dict__
+    for other in (mapped, read):
+        assert search_params(other) == search_params(index)
+        for keep in (None, _rows(100, 300)):
+            D, I = search_faiss(other, XQ, 10, keep=keep)
+            D0, I0 = search_faiss(index, XQ, 10, keep=keep)
+            np.testing.assert_array_equal(I, I0)
+            np.testing.assert_allclose(D, D0, rtol=1e-6)
+    with pytest.raises(ValueError, match="memory-mapped read-only.*mmap=False"):  # FAISS would abort instead
+        add_blocks(mapped, [XB[:2]])
+    add_blocks(read, [XB[:2]])
+    assert read.ntotal == len(XB) + 2
+
+
+def test_missing_or_damaged_file_is_refused_with_or_without_mmap(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing"):
+        read_faiss(tmp_path / "none.faiss")
+    write_faiss(build_faiss(XB, "IVF8,Flat"), tmp_path / "x.faiss")
+    data = (tmp_path / "x.faiss").read_bytes()
+    (tmp_path / "x.faiss").write_bytes(data[: len(data) // 2])
+    for mmap in (True, False):
+        with pytest.raises(ValueError, match="damaged"):
+            read_faiss(tmp_path / "x.faiss", mmap=mmap)
+
+
+def test_apply_search_params_round_trips_and_refuses_unknown_ones() -> None:
+    index = build_faiss(XB, "IVF8,PQ8x4fs,Refine(SQ8)")
+    assert apply_search_params(index, {"nprobe": 5, "k_factor": 3}) is index
+    assert search_params(index) == {"nprobe": 5, "k_factor": 3}
+    hnsw = apply_search_params(build_faiss(XB, "HNSW16"), {"efSearch": 77})
+    assert search_params(hnsw) == {"efSearch": 77} and hnsw.hnsw.efSearch == 77
+    with pytest.raises(ValueError, match="unknown FAISS search parameter 'nprobes'; known: k_factor"):
+        apply_search_params(index, {"nprobes": 2})
+    with pytest.raises(ValueError, match="'efSearch' does not apply"):
+        apply_search_params(index, {"efSearch": 2})
+
+
+@pytest.mark.parametrize("factory, params", [
+    ("IVF8,PQ8x4fs,RFlat", {"nprobe": 8, "k_factor": 100}),  # refine re-ranks every row in range exactly
+    ("HNSW16", {"efSearch": 500}),  # a search as wide as the index
+])
+def test_filtered_search_keeps_tuned_parameters(factory: str, params: dict) -> None:
+    """A filtered search passes SearchParameters, which replace the index's own: they must restate them."""
+    index = apply_search_params(build_faiss(XB, factory), params)
+    _, I = search_faiss(index, XQ, 10, keep=_rows(100, 200))
+    np.testing.assert_array_equal(I, np.argsort(-(XQ @ XB[100:200].T), axis=1)[:, :10] + 100)
+
+
+def _rows(start: int, end: int) -> np.ndarray:
+    """A filter mask over XB's ids that keeps ``start <= id < end``."""
+    keep = np.zeros(len(XB), dtype=bool)
+    keep[start:end] = True
+    return keep
