@@ -219,7 +219,8 @@ def report(res: dict) -> str:
         f"| serve | {serve['wall_s']:.0f} | {serve['peak_rss_gib']:.2f} | load {serve['load_s']:.2f} s, "
         f"p50 {serve['p50_ms']:.2f} ms, p99 {serve['p99_ms']:.2f} ms (single queries, 1 thread, hits included) |",
         "", f"chosen image index: `{chosen['key']}` {chosen.get('params', {})}", "",
-        "| candidate | params | build s | bytes | p50 ms | p99 ms | recall@10 | note |", "|---|---|---|---|---|---|---|---|",
+        "| candidate | params | build s | bytes | p50 ms | p99 ms | recall@10 | note |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in res.get("candidates", {}).get("candidates", chosen.get("candidates", [])):
         lines.append(f"| `{c['key']}` | {c.get('params', '')} | {_f(c.get('build_s'))} | {_f(c.get('bytes'), 0)} | "

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from .autoindex import IndexBudget, choose_index
 from .config import IndexConfig
 from .files import atomic_directory, link_tree
-from .autoindex import IndexBudget, choose_index
 from .index import add_blocks, build_faiss, sample_rows, write_faiss
 from .layout import SHARDS, index_file, items_file
 from .manifest import MANIFEST, Manifest

@@ -54,7 +54,8 @@ def sample_rows(blocks: Sequence[np.ndarray], size: int, seed: int) -> np.ndarra
     """At most ``size`` rows drawn uniformly (seeded) across ``blocks``, read without stacking them all."""
     sizes = np.array([len(b) for b in blocks], dtype=np.int64)
     total = int(sizes.sum())
-    rows = np.arange(total) if total <= size else np.sort(np.random.default_rng(seed).choice(total, size, replace=False))
+    rng = np.random.default_rng(seed)
+    rows = np.arange(total) if total <= size else np.sort(rng.choice(total, size, replace=False))
     starts = np.concatenate([[0], np.cumsum(sizes)])
     parts = [np.asarray(b[rows[(rows >= s) & (rows < e)] - s], dtype=np.float32)
              for b, s, e in zip(blocks, starts[:-1], starts[1:])]

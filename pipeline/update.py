@@ -77,7 +77,8 @@ def update_index(
                 assert projection is not None, "adding items needs the index's projection"
                 first = int(shards[-1].path.name) + 1 if shards else 0
                 added = write_shards(add, staging, projection, shard_size=shard_size, first=first)
-            indexes = {m: read_faiss(index_dir / index_file(m), mmap=False) for m in MODALITIES}  # mapped indexes are read-only
+            # read into memory: a memory-mapped index is read-only
+            indexes = {m: read_faiss(index_dir / index_file(m), mmap=False) for m in MODALITIES}
             for m, index in indexes.items():
                 if remove:  # compaction: the trained index refilled from the kept shards, ids renumbered in order
                     refill(index, [*kept, *added], m)

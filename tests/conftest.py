@@ -12,6 +12,11 @@ SMALL_ITEMS = 160
 SMALL_ANCHORS = 80
 
 
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file under a directory (an index's shards included) by relative path, with its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A session cache for rendered data and embeddings, so tests never touch the user's cache."""

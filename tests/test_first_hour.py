@@ -13,6 +13,8 @@ from PIL import Image
 
 from pipeline.cli import main
 
+from .conftest import tree_bytes
+
 ROOT = Path(__file__).resolve().parents[1]
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "black", "white", "pink", "brown", "grey", "cyan"]
 
@@ -227,7 +229,7 @@ def test_on_error_fail_names_the_row_in_one_line_and_keeps_the_old_index(tmp_pat
     cfg = folder_config(folder, tmp_path, on_error="fail")
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["-q", "build", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "idx")]) == 0
-    before = {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir()}
+    before = tree_bytes(tmp_path / "idx")
     break_two_images(folder)
 
     def no_models(*args: object, **kwargs: object) -> None:
@@ -237,7 +239,7 @@ def test_on_error_fail_names_the_row_in_one_line_and_keeps_the_old_index(tmp_pat
     assert main(["-q", "build", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "idx")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "item 'item003': image file not found" in err and "on_error" in err
-    assert {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir()} == before
+    assert tree_bytes(tmp_path / "idx") == before
 
 
 def test_an_encode_error_is_the_items_one_line_not_a_worker_traceback(tmp_path: Path) -> None:

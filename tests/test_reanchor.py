@@ -12,10 +12,7 @@ from pipeline import Retriever
 from pipeline.cli import main
 from pipeline.manifest import IndexMismatchError
 
-
-def _files(root: Path) -> dict[str, bytes]:
-    """Every file under an index directory (shards included) by relative path, with its bytes."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+from .conftest import tree_bytes
 
 
 @pytest.fixture()
@@ -57,10 +54,10 @@ def test_swap_refuses_tampered_anchors(index_copy: Path) -> None:
 
 
 def test_failed_swap_changes_nothing(index_copy: Path) -> None:
-    files = _files(index_copy)
+    files = tree_bytes(index_copy)
     with pytest.raises(ValueError, match="unknown encoder"):
         Retriever.load(index_copy).swap_encoder("text", "nope:model", in_place=True)
-    assert _files(index_copy) == files
+    assert tree_bytes(index_copy) == files
 
 
 def test_reanchor_cli(index_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -94,13 +91,13 @@ def test_per_language_text_encoder(small_config, tmp_path: Path) -> None:
 
 def test_swap_to_a_new_directory_leaves_the_original_usable(index_copy: Path, tmp_path: Path) -> None:
     """The README's swap must not change the index it names: the destination is explicit."""
-    files = _files(index_copy)
+    files = tree_bytes(index_copy)
     r = Retriever.load(index_copy)
     with pytest.raises(ValueError, match="out=DIR"):
         r.swap_encoder("text", "minilm-l3")  # neither out= nor in_place=True: refused, nothing written
     swapped = r.swap_encoder("text", "minilm-l3", out=tmp_path / "swapped")
     assert swapped.encoder("text").spec == "minilm-l3" and swapped.index_dir == tmp_path / "swapped"
-    assert _files(index_copy) == files
+    assert tree_bytes(index_copy) == files
     assert Retriever.load(index_copy, text_encoder="minilm").search(text="a dog", k=3)
     assert r.manifest.encoders["text"]["spec"] == "minilm"  # the original Retriever is unchanged too
 
@@ -121,16 +118,16 @@ def pa_equal(table, column: str, value: str):
 
 
 def test_out_naming_the_index_itself_needs_in_place(index_copy: Path) -> None:
-    files = _files(index_copy)
+    files = tree_bytes(index_copy)
     with pytest.raises(ValueError, match="is the index itself; pass in_place=True"):
         Retriever.load(index_copy).swap_encoder("text", "minilm-l3", out=index_copy / ".." / index_copy.name)
-    assert _files(index_copy) == files
+    assert tree_bytes(index_copy) == files
 
 
 def test_cli_checks_every_spec_before_swapping_any(index_copy: Path, capsys) -> None:
     """A bad image spec must not leave the index re-anchored on the text side only."""
-    files = _files(index_copy)
+    files = tree_bytes(index_copy)
     assert main(["-q", "reanchor", str(index_copy), "--text-encoder", "minilm-l3", "--image-encoder", "bogus:x",
                  "--in-place"]) == 2
     assert "unknown encoder 'bogus:x'" in capsys.readouterr().err
-    assert _files(index_copy) == files
+    assert tree_bytes(index_copy) == files
