@@ -1,4 +1,7 @@
-"""Shared batching for torch image towers: decode and transform in DataLoader workers, forward in the main."""
+"""Shared batching for image towers: decode and transform in DataLoader workers, forward in the main process.
+
+The forward is torch here; ``onnx_image`` swaps it for ONNX Runtime, and ``IMAGE_BACKENDS`` names the choice.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +14,17 @@ import numpy as np
 
 from ..data.images import ImageLoadError, load_image
 from ..progress import progress
+from ..registry import Registry
 from .base import Encoder
 
 logger = logging.getLogger(__name__)
 
 # Below this many images, worker start-up costs more than it saves.
 MIN_ITEMS_FOR_WORKERS = 64
+# On CPU the torch forward runs on slices of this many images. Batch-64 activations are too large for the
+# allocator to keep, so each layer of each batch maps fresh zeroed pages, and the page faults cost more than
+# the convolutions (benchmarks/README.md, "Image encode": 24,000 faults per image at batch 64).
+CPU_SUB_BATCH = 16
 
 
 def default_num_workers() -> int:
@@ -72,13 +80,21 @@ class TorchImageEncoder(Encoder):
         self.spec, self._forward, self.transform = spec, forward, transform
         self._dim, self._version, self.device = dim, version, device
         self.num_workers = default_num_workers() if num_workers is None else num_workers
+        # CPU forward on slices of this many images; None runs whole batches (CUDA always does)
+        self.sub_batch: int | None = CPU_SUB_BATCH
+
+    backend = "torch"  # what runs the forward; the vectors are the same whichever it is
 
     def forward(self, batch: Any) -> np.ndarray:
-        """The bare model forward on a preprocessed batch (also what benchmarks compare against)."""
+        """The model forward on a preprocessed batch (also what benchmarks compare against)."""
         import torch
 
         with torch.inference_mode():
-            out = self._forward(batch.to(self.device, non_blocking=True))
+            x = batch.to(self.device, non_blocking=True)
+            if self.device == "cpu" and self.sub_batch and len(x) > self.sub_batch:
+                out = torch.cat([self._forward(c) for c in x.split(self.sub_batch)])
+            else:
+                out = self._forward(x)
         return out.float().cpu().numpy()
 
     def encode(
@@ -113,3 +129,14 @@ class TorchImageEncoder(Encoder):
                 pos += len(feats)
                 bar.update(len(feats))
         return out
+
+
+# How an image tower's forward runs: name -> (torch encoder) -> encoder. "torch" keeps it; ``onnx_image``
+# registers "onnx" and "auto". Equal vectors either way, so an index built with one is queried with another.
+ImageBackend = Callable[[TorchImageEncoder, "str | None"], Encoder]  # (encoder, cache root) -> encoder
+IMAGE_BACKENDS: Registry[ImageBackend] = Registry("image backend")
+
+
+@IMAGE_BACKENDS.register("torch")
+def _torch_backend(enc: TorchImageEncoder, cache_dir: str | None) -> Encoder:
+    return enc
