@@ -132,6 +132,26 @@ def test_damaged_cache_is_exported_again(damage: str, torch_enc: Any, pngs: list
     np.testing.assert_allclose(again.encode(pngs[:4]), torch_enc.encode(pngs[:4]), atol=1e-4, rtol=0)
 
 
+def test_open_clip_tower_exports_through_its_method(tmp_path: Path) -> None:
+    """open_clip's image forward is ``model.encode_image``, a method: the export wraps its module."""
+    import open_clip
+    from PIL import Image
+
+    (tmp_path / "relspace-tiny-vit.json").write_text(json.dumps({
+        "embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}))
+    open_clip.add_model_config(tmp_path / "relspace-tiny-vit.json")
+    torch.manual_seed(0)
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(open_clip.create_model("relspace-tiny-vit").state_dict(), ckpt)
+    spec = f"open_clip:relspace-tiny-vit/{ckpt}"
+    ref = create_encoder(spec, "image", "cpu", image_backend="torch")
+    enc = create_encoder(spec, "image", "cpu", image_backend="onnx", cache_dir=str(tmp_path))
+    assert isinstance(enc, OnnxImageEncoder) and enc.info == ref.info
+    images = [Image.new("RGB", (40, 30), c) for c in ("red", "green", "blue")]
+    np.testing.assert_allclose(enc.encode(images), ref.encode(images), atol=1e-4, rtol=0)
+
+
 def test_export_failure_falls_back_to_torch(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A forward that is no torch module cannot be exported: the encoder keeps torch and says so."""
     from PIL import Image
