@@ -1,4 +1,4 @@
-"""Image section: the library's ``encode(pngs)`` (new default: ONNX Runtime) vs bare ``session.run``, and vs torch."""
+"""Image section: the library's ``encode(pngs)`` (default: ONNX Runtime) vs bare ``session.run``, and vs torch."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .common import BUDGET, ForwardClock, Section, Table, interleave, med, paire
 
 @dataclass
 class ImageBench:
-    """encode(pngs) with the default backend, bare ORT ``session.run`` and the torch encode paths, side by side."""
+    """encode(pngs) with the default backend, bare ORT ``session.run`` and the torch encode, side by side."""
 
     n: int = 256  # images per measurement (--n 512 for the goal's size; each round then takes ~2x longer)
     batch_size: int = 64  # as in the goal: encode(..., batch_size=64) and session.run(batch of 64)
@@ -50,7 +50,6 @@ def run(b: ImageBench, ds: Any) -> list[Table]:
         e.num_workers = e.num_workers if b.workers is None else b.workers
     if enc.backend != "onnx":
         raise RuntimeError(f"{b.spec}: the default backend is {enc.backend!r}, not onnx; nothing to compare")
-    sub_batch = old.sub_batch
     pngs = take(ds["image"], b.n)
     with torch_threads(b.threads), ForwardClock(enc) as clock:
         threads = torch.get_num_threads()
@@ -65,29 +64,20 @@ def run(b: ImageBench, ds: Any) -> list[Table]:
         def bare_ort() -> list[Any]:
             return [session.run([out.name], {inp.name: x})[0] for x in arrays]
 
-        def torch_encode(sub: int | None) -> np.ndarray:
-            old.sub_batch = sub
-            return old.encode(pngs, batch_size=b.batch_size)
-
         # warm-up, and check that every path computes the same vectors
         k = 2 * b.batch_size
         x_new = enc.encode(pngs[:k], batch_size=b.batch_size)
         x_ort = np.vstack(bare_ort()[:2])
-        old.sub_batch = None
         x_old = np.vstack([old.forward(x) for x in batches[:2]])
-        old.sub_batch = sub_batch
-        x_sub = np.vstack([old.forward(x) for x in batches[:2]])
-        for x in (x_ort, x_old, x_sub):
+        for x in (x_ort, x_old):
             np.testing.assert_allclose(x_new, x, rtol=0, atol=1e-4)
         diff = float(np.abs(x_new - x_old).max())
         inside: dict[str, list[float]] = {"new": []}
         times = interleave({
             "new": lambda _: clock.timed(lambda: enc.encode(pngs, batch_size=b.batch_size), inside["new"]),
             "ort": lambda _: bare_ort(),
-            "old": lambda _: torch_encode(None),
-            "sub": lambda _: torch_encode(sub_batch),
+            "old": lambda _: old.encode(pngs, batch_size=b.batch_size),
         }, b.reps, b.budget)
-    old.sub_batch = sub_batch
 
     def ips(name: str) -> float:
         return b.n / med(times[name])
@@ -99,10 +89,7 @@ def run(b: ImageBench, ds: Any) -> list[Table]:
          paired_ratio(times["old"], times["new"]), spread(times["old"], times["new"])],
         [f"bare ORT session.run, default options, pre-transformed batches of {b.batch_size} (the anchor)",
          ips("ort"), 1.0, "", paired_ratio(times["old"], times["ort"]), spread(times["old"], times["ort"])],
-        [f"library encode, backend torch, forward on slices of {sub_batch} (threads={threads})", ips("sub"),
-         paired_ratio(times["ort"], times["sub"]), spread(times["ort"], times["sub"]),
-         paired_ratio(times["old"], times["sub"]), spread(times["old"], times["sub"])],
-        [f"library encode, backend torch, whole-batch forward: the previous default (threads={threads})",
+        [f"library encode, backend torch: the previous default forward (threads={threads})",
          ips("old"), paired_ratio(times["ort"], times["old"]), spread(times["ort"], times["old"]), 1.0, ""],
         ["decode+transform only, main process (once)", decode, float("nan"), "", float("nan"), ""],
     ]

@@ -61,17 +61,11 @@ def test_onnx_and_torch_give_the_same_vectors(torch_enc: Any, onnx_enc: Any, png
     assert not np.allclose(a[0], a[1])  # real images, different vectors
 
 
-def test_cpu_sub_batches_change_nothing(torch_enc: Any, pngs: list[bytes]) -> None:
-    """The torch forward on slices of ``sub_batch`` images equals the whole-batch forward (eval mode)."""
-    batch = torch.stack([torch_enc.transform(_image(p)) for p in pngs[:40]])
-    assert torch_enc.sub_batch is not None and torch_enc.sub_batch < 40
-    sliced = torch_enc.forward(batch)
-    torch_enc.sub_batch = None
-    try:
-        whole = torch_enc.forward(batch)
-    finally:
-        torch_enc.sub_batch = 16
-    np.testing.assert_allclose(sliced, whole, atol=1e-4, rtol=0)
+def test_first_batch_is_small_and_batches_cover_every_item() -> None:
+    from pipeline.encoders.torch_image import batches
+
+    assert batches(150, 64, 16) == [range(0, 16), range(16, 80), range(80, 144), range(144, 150)]
+    assert batches(10, 64, 16) == [range(0, 10)] and batches(150, 64, 64)[1] == range(64, 128)
 
 
 def test_backend_is_not_part_of_the_identity(torch_enc: Any, onnx_enc: Any) -> None:
@@ -166,9 +160,3 @@ def test_export_failure_falls_back_to_torch(tmp_path: Path, caplog: pytest.LogCa
 
 def _to_tensor(img: Any) -> Any:
     return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
-
-
-def _image(png: bytes) -> Any:
-    from pipeline.data.images import load_image
-
-    return load_image(png)

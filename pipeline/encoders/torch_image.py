@@ -21,10 +21,9 @@ logger = logging.getLogger(__name__)
 
 # Below this many images, worker start-up costs more than it saves.
 MIN_ITEMS_FOR_WORKERS = 64
-# On CPU the torch forward runs on slices of this many images. Batch-64 activations are too large for the
-# allocator to keep, so each layer of each batch maps fresh zeroed pages, and the page faults cost more than
-# the convolutions (benchmarks/README.md, "Image encode": 24,000 faults per image at batch 64).
-CPU_SUB_BATCH = 16
+# With workers, the first batch is this small: the forward waits for the first batch's decode, which
+# nothing overlaps (the "pipeline fill" of benchmarks/README.md), so a small one starts the forward sooner.
+FIRST_BATCH = 16
 
 
 def default_num_workers() -> int:
@@ -80,8 +79,6 @@ class TorchImageEncoder(Encoder):
         self.spec, self._forward, self.transform = spec, forward, transform
         self._dim, self._version, self.device = dim, version, device
         self.num_workers = default_num_workers() if num_workers is None else num_workers
-        # CPU forward on slices of this many images; None runs whole batches (CUDA always does)
-        self.sub_batch: int | None = CPU_SUB_BATCH
 
     backend = "torch"  # what runs the forward; the vectors are the same whichever it is
 
@@ -90,11 +87,7 @@ class TorchImageEncoder(Encoder):
         import torch
 
         with torch.inference_mode():
-            x = batch.to(self.device, non_blocking=True)
-            if self.device == "cpu" and self.sub_batch and len(x) > self.sub_batch:
-                out = torch.cat([self._forward(c) for c in x.split(self.sub_batch)])
-            else:
-                out = self._forward(x)
+            out = self._forward(batch.to(self.device, non_blocking=True))
         return out.float().cpu().numpy()
 
     def encode(
@@ -112,7 +105,7 @@ class TorchImageEncoder(Encoder):
         workers = self.num_workers if len(items) >= MIN_ITEMS_FOR_WORKERS else 0
         loader = DataLoader(
             _ImageDataset(items, ids, self.transform),
-            batch_size=batch_size,
+            batch_sampler=batches(len(items), batch_size, FIRST_BATCH if workers else batch_size),
             num_workers=workers,
             pin_memory=self.device.startswith("cuda"),
             persistent_workers=False,
@@ -129,6 +122,12 @@ class TorchImageEncoder(Encoder):
                 pos += len(feats)
                 bar.update(len(feats))
         return out
+
+
+def batches(n: int, batch_size: int, first: int) -> list[range]:
+    """Index batches of ``batch_size`` after a first one of at most ``first`` items."""
+    head = min(first, batch_size, n)
+    return [range(0, head)] + [range(i, min(i + batch_size, n)) for i in range(head, n, batch_size)]
 
 
 # How an image tower's forward runs: name -> (torch encoder) -> encoder. "torch" keeps it; ``onnx_image``
