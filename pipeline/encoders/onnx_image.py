@@ -1,9 +1,10 @@
 """The ONNX Runtime backend of torch image towers: export once to the cache, then run the graph on CPU.
 
-Why: on 2 CPU cores ONNX Runtime runs EfficientNet-Lite0 about 2x faster than torch (benchmarks/README.md,
-"Image encode"). The vectors equal torch's within ``TOLERANCE``, which is checked whenever a session is made,
-so the backend is not part of an encoder's identity: its ``spec`` and ``version`` stay the torch encoder's,
-and an index built with one backend is queried with the other.
+Why: on 2 shared CPU cores, encoding with ONNX Runtime ran 3.6-4.9x faster than with torch, decoding included
+(benchmarks/README.md, "ONNX Runtime backend"). The vectors equal torch's within ``TOLERANCE`` (1.7e-05
+measured), which is checked whenever a session is made, so the backend is not part of an encoder's identity:
+its ``spec`` and ``version`` stay the torch encoder's, and an index built with one backend is queried with the
+other.
 """
 
 from __future__ import annotations
@@ -152,8 +153,9 @@ def session_options() -> Any:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = _cores()
     opts.inter_op_num_threads = 1
-    # Idle pool threads sleep instead of spinning: spinning took cores from the DataLoader's decoding worker
-    # and from other tenants; without it, batch-64 runs were 1.12x faster at load 6 (benchmarks/README.md).
+    # Idle pool threads sleep instead of spinning, which leaves the cores to the DataLoader's decoding worker
+    # and to other tenants: bare batch-64 runs were 1.12-1.13x faster without spinning at load 5-7
+    # (benchmarks/README.md, "ONNX Runtime backend").
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
