@@ -72,10 +72,12 @@ def create_encoder(
     backend = IMAGE_BACKENDS.get(image_backend or os.environ.get(BACKEND_ENV) or "auto")  # refuses unknown names
     scheme, _, body = resolve_spec(spec).partition(":")
     enc = SCHEMES.get(scheme)(body, modality, device or default_device())
+    how = ""
     if isinstance(enc, TorchImageEncoder):
         enc = backend(enc, cache_dir)
+        how = f", {enc.backend}" if isinstance(enc, TorchImageEncoder) else ""
     enc.spec = spec
-    logger.info("loaded %s encoder %s (dim %d, %s)", modality, spec, enc.dim, getattr(enc, "backend", "torch"))
+    logger.info("loaded %s encoder %s (dim %d%s)", modality, spec, enc.dim, how)
     return enc
 
 
