@@ -1,4 +1,4 @@
-"""Workers section: image ``encode`` over DataLoader workers x torch intra-op threads, vs the bare forward."""
+"""Workers section: the torch backend's image ``encode`` over DataLoader workers x torch threads, vs its forward."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .image import pretransform
 
 @dataclass
 class SweepBench:
-    """The image section's comparison over DataLoader workers x torch intra-op threads."""
+    """The torch backend's encode over DataLoader workers x torch intra-op threads (ORT sets its own threads)."""
 
     n: int = 128  # images per measurement
     batch_size: int = 64  # encode and forward batch size
@@ -30,7 +30,7 @@ def run(b: SweepBench, ds: Any) -> list[Table]:
     from pipeline.encoders import create_encoder
     from pipeline.encoders.torch_image import default_num_workers
 
-    enc = create_encoder(b.spec, "image", "cpu")
+    enc = create_encoder(b.spec, "image", "cpu", image_backend="torch")
     default_workers, default_threads = enc.num_workers, torch.get_num_threads()
     pngs = take(ds["image"], b.n)
     batches = pretransform(enc, pngs, b.batch_size)
@@ -73,7 +73,8 @@ def run(b: SweepBench, ds: Any) -> list[Table]:
                          spread(times[ref], times[name]), share, b.n / med(inside[name])])
     best = max((r for r in rows if r[1] != "bare forward"), key=lambda r: r[3])
     return [Table(
-        "workers", f"Image encode: DataLoader workers x torch threads ({b.n} images, batch {b.batch_size})",
+        "workers",
+        f"Image encode, torch backend: DataLoader workers x torch threads ({b.n} images, batch {b.batch_size})",
         ["torch threads", "num_workers", "images/s (median)", f"ratio vs bare forward t={default_threads}",
          "ratio IQR", "forward share of wall time", "images/s inside forward"],
         rows,

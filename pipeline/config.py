@@ -144,6 +144,9 @@ class Config:
     batch_size: int = 64  # encoder batch size
     shard_size: int = 10_000  # items per build shard: the unit a killed build resumes from, and of peak memory
     num_workers: int | None = None  # image-decoding DataLoader workers; None picks from the core count
+    # image forward: "auto" = ONNX Runtime on CPU (same vectors, faster), torch on CUDA; or "torch", "onnx";
+    # None: $RELSPACE_IMAGE_BACKEND, else "auto" (the variable is how a server's query encoders are switched)
+    image_backend: Literal["auto", "torch", "onnx"] | None = None
     data: DataConfig = field(default_factory=lambda: DataConfig(languages=list(DEMO_LANGUAGES)))  # what to index
     anchors: AnchorConfig = field(default_factory=AnchorConfig)  # the parallel anchor set
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)  # relative-space options

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
 
 # The built-in schemes and aliases register themselves on import; their heavy libraries load lazily.
-from . import aliases, onnx_text, openclip, st, timm_image  # noqa: F401
+from . import aliases, onnx_image, onnx_text, openclip, st, timm_image  # noqa: F401
 from .base import ALIASES, MODALITIES, SCHEMES, Encoder, Modality
+from .torch_image import IMAGE_BACKENDS, TorchImageEncoder
 
 if TYPE_CHECKING:
     from ..config import Config
 
 logger = logging.getLogger(__name__)
 
+# The image backend when neither the call nor the config names one; lets a server (which loads its encoders
+# from an index's manifest) switch backends without code.
+BACKEND_ENV = "RELSPACE_IMAGE_BACKEND"
+
 
 def list_encoders() -> dict[str, list[str]]:
-    """The registered schemes and aliases."""
-    return {"schemes": SCHEMES.names(), "aliases": ALIASES.names()}
+    """The registered schemes, aliases and image backends."""
+    return {"schemes": SCHEMES.names(), "aliases": ALIASES.names(), "image_backends": IMAGE_BACKENDS.names()}
 
 
 def resolve_spec(spec: str) -> str:
@@ -40,28 +46,45 @@ def check_spec(spec: str, modality: Modality) -> None:
         raise ValueError(f"unknown encoder {spec!r}; known schemes and aliases: {known}")
 
 
-def create_encoder(spec: str, modality: Modality, device: str | None = None) -> Encoder:
+def create_encoder(
+    spec: str,
+    modality: Modality,
+    device: str | None = None,
+    *,
+    image_backend: str | None = None,
+    cache_dir: str | None = None,
+) -> Encoder:
     """Build the encoder named by ``spec`` for ``modality``.
 
     Args:
         spec: ``"<scheme>:<body>"`` (for example ``"st:all-MiniLM-L6-v2"``) or a bundled alias.
         modality: ``"text"`` or ``"image"``; two-tower schemes such as open_clip pick their tower by it.
         device: torch device; ``None`` picks CUDA when available.
+        image_backend: what runs an image tower's forward: ``"auto"`` (ONNX Runtime on CPU, torch on CUDA),
+            ``"torch"`` or ``"onnx"``; ``None`` reads ``$RELSPACE_IMAGE_BACKEND``, else ``"auto"``. The vectors
+            are equal either way, so the backend is not part of the encoder's identity. Text ignores it.
+        cache_dir: cache root for the ONNX export; ``None``: ``$RELSPACE_CACHE``, else ``~/.cache/relspace``.
 
     Returns:
         An :class:`Encoder` whose ``spec`` is the string given, so that manifests stay portable.
     """
     check_spec(spec, modality)
+    backend = IMAGE_BACKENDS.get(image_backend or os.environ.get(BACKEND_ENV) or "auto")  # refuses unknown names
     scheme, _, body = resolve_spec(spec).partition(":")
     enc = SCHEMES.get(scheme)(body, modality, device or default_device())
+    how = ""
+    if isinstance(enc, TorchImageEncoder):
+        enc = backend(enc, cache_dir)
+        how = f", {enc.backend}" if isinstance(enc, TorchImageEncoder) else ""
     enc.spec = spec
-    logger.info("loaded %s encoder %s (dim %d)", modality, spec, enc.dim)
+    logger.info("loaded %s encoder %s (dim %d%s)", modality, spec, enc.dim, how)
     return enc
 
 
 def make_encoder(cfg: Config, modality: Modality, spec: str | None = None, device: str | None = None) -> Encoder:
     """The configured encoder of ``modality`` (or ``spec`` instead), with the config's device and workers."""
-    enc = create_encoder(spec or getattr(cfg, f"{modality}_encoder"), modality, device or cfg.device)
+    enc = create_encoder(spec or getattr(cfg, f"{modality}_encoder"), modality, device or cfg.device,
+                         image_backend=cfg.image_backend, cache_dir=cfg.data.cache_dir)
     if cfg.num_workers is not None and enc.modality == "image":
         enc.num_workers = cfg.num_workers
     return enc

@@ -1,4 +1,7 @@
-"""Shared batching for torch image towers: decode and transform in DataLoader workers, forward in the main."""
+"""Shared batching for image towers: decode and transform in DataLoader workers, forward in the main process.
+
+The forward is torch here; ``onnx_image`` swaps it for ONNX Runtime, and ``IMAGE_BACKENDS`` names the choice.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +14,16 @@ import numpy as np
 
 from ..data.images import ImageLoadError, load_image
 from ..progress import progress
+from ..registry import Registry
 from .base import Encoder
 
 logger = logging.getLogger(__name__)
 
 # Below this many images, worker start-up costs more than it saves.
 MIN_ITEMS_FOR_WORKERS = 64
+# With workers, the first batch is this small: the forward waits for the first batch's decode, which
+# nothing overlaps (the "pipeline fill" of benchmarks/README.md), so a small one starts the forward sooner.
+FIRST_BATCH = 16
 
 
 def default_num_workers() -> int:
@@ -73,8 +80,10 @@ class TorchImageEncoder(Encoder):
         self._dim, self._version, self.device = dim, version, device
         self.num_workers = default_num_workers() if num_workers is None else num_workers
 
+    backend = "torch"  # what runs the forward; the vectors are the same whichever it is
+
     def forward(self, batch: Any) -> np.ndarray:
-        """The bare model forward on a preprocessed batch (also what benchmarks compare against)."""
+        """The model forward on a preprocessed batch (also what benchmarks compare against)."""
         import torch
 
         with torch.inference_mode():
@@ -96,7 +105,7 @@ class TorchImageEncoder(Encoder):
         workers = self.num_workers if len(items) >= MIN_ITEMS_FOR_WORKERS else 0
         loader = DataLoader(
             _ImageDataset(items, ids, self.transform),
-            batch_size=batch_size,
+            batch_sampler=batches(len(items), batch_size, FIRST_BATCH if workers else batch_size),
             num_workers=workers,
             pin_memory=self.device.startswith("cuda"),
             persistent_workers=False,
@@ -113,3 +122,20 @@ class TorchImageEncoder(Encoder):
                 pos += len(feats)
                 bar.update(len(feats))
         return out
+
+
+def batches(n: int, batch_size: int, first: int) -> list[range]:
+    """Index batches of ``batch_size`` after a first one of at most ``first`` items."""
+    head = min(first, batch_size, n)
+    return [range(0, head)] + [range(i, min(i + batch_size, n)) for i in range(head, n, batch_size)]
+
+
+# How an image tower's forward runs: name -> (torch encoder) -> encoder. "torch" keeps it; ``onnx_image``
+# registers "onnx" and "auto". Equal vectors either way, so an index built with one is queried with another.
+ImageBackend = Callable[[TorchImageEncoder, "str | None"], Encoder]  # (encoder, cache root) -> encoder
+IMAGE_BACKENDS: Registry[ImageBackend] = Registry("image backend")
+
+
+@IMAGE_BACKENDS.register("torch")
+def _torch_backend(enc: TorchImageEncoder, cache_dir: str | None) -> Encoder:
+    return enc
