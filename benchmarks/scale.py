@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import machine_line
+from .common import machine, machine_line
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         _child(args.phase, ScaleBench(**json.loads(args.bench)), args.out)
         return 0
     b = ScaleBench(n=args.n, max_memory=args.max_memory)
-    print(f"`python -m benchmarks.scale {' '.join(sys.argv[1:])}`\n\n{machine_line()}\n\n{b}\n")
+    print(f"`python -m benchmarks.scale {' '.join(sys.argv[1:])}`\n\n{machine_line(machine())}\n\n{b}\n")
     results = {"bench": asdict(b), "build": run_phase("build", b, args.out), "serve": run_phase("serve", b, args.out)}
     if not args.skip_candidates:
         results["candidates"] = run_phase("candidates", b, args.out)
