@@ -34,23 +34,33 @@ class ReanchorBench:
 
 
 def make_large(src: Path, dst: Path, n: int) -> None:
-    """Copy ``src`` and replace both modalities' stored vectors and metadata with ``n`` synthetic rows."""
+    """``src`` with both modalities' stored vectors and metadata replaced by ``n`` synthetic rows (one shard)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from pipeline.index import build_faiss, write_faiss
+    from pipeline.commit import build_indexes, publish
+    from pipeline.config import IndexConfig
+    from pipeline.files import link_tree
+    from pipeline.manifest import Manifest
     from pipeline.relative import l2_normalize
+    from pipeline.shards import ShardPayload, write_shard
 
-    shutil.copytree(src, dst)
-    m = int(pq.read_metadata(src / "anchors.parquet").num_rows)
+    manifest = Manifest.read(src)
+    m = manifest.anchors["count"]
     rng = np.random.default_rng(0)
-    for modality in ("image", "text"):
-        xb = l2_normalize(rng.standard_normal((n, m)).astype(np.float32))
-        write_faiss(build_faiss(xb, "Flat"), dst / f"{modality}.faiss")
-        cols = {"id": [f"x{i}" for i in range(n)], "caption": ["synthetic"] * n}
-        if modality == "text":
-            cols["lang"] = ["en"] * n
-        pq.write_table(pa.table(cols), dst / f"{modality}_items.parquet")
+    ids = [f"x{i}" for i in range(n)]
+    payload = ShardPayload(
+        vectors={mod: l2_normalize(rng.standard_normal((n, m)).astype(np.float32)) for mod in ("image", "text")},
+        items={"image": pa.table({"id": ids, "caption": ["synthetic"] * n}),
+               "text": pa.table({"id": ids, "lang": ["en"] * n, "caption": ["synthetic"] * n})})
+    stage = Path(tempfile.mkdtemp(prefix="relspace-large-"))
+    try:
+        shard = write_shard(stage, 0, payload, rows=(0, n), source="synthetic", anchors=manifest.anchors["hash"])
+        indexes, _ = build_indexes([shard], IndexConfig())
+        keep = {"projector.safetensors", "anchors.parquet", "config.yaml"}
+        publish(dst, [shard], indexes, manifest, ["en"],
+                lambda tmp: link_tree(src, tmp, skip={f.name for f in src.iterdir()} - keep))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def run(b: ReanchorBench) -> Table:
