@@ -87,7 +87,7 @@ def reanchor(
     new_manifest = copy.deepcopy(manifest)
     old = new_manifest.encoders[str(manifest.encoder_key(key))]
     new_manifest.encoders[str(key)] = encoder.info.to_dict()
-    new_manifest.history.append({"modality": str(key), "from": old["spec"], "to": encoder.spec,
+    new_manifest.history.append({"op": "reanchor", "modality": str(key), "from": old["spec"], "to": encoder.spec,
                                  "anchors": len(anchors)})
     with atomic_directory(out) as tmp:
         link_tree(index_dir, tmp, skip={PROJECTORS, MANIFEST})
