@@ -39,7 +39,7 @@ class ScaleBench:
     n: int = 1_000_000  # items in the image index
     anchors: int = 1_024  # anchors: the relative dimension m
     captions_every: int = 20  # one caption per this many items goes into the text index
-    clusters: int = 20_000  # concepts the items are drawn from
+    clusters: int = 1_000  # concepts the items are drawn from (as in the index section)
     d_image: int = 1_280  # absolute image dimension (EfficientNet-Lite0)
     d_text: int = 384  # absolute text dimension (MiniLM)
     noise: float = 1.0  # per-item noise around its concept, relative to unit concept spread
