@@ -18,7 +18,7 @@ def format_hits(hits: list[Any]) -> str:
     """One line per hit: rank, score, modality, id, the emoji character if any, caption and language."""
     lines = []
     for rank, h in enumerate(hits, 1):
-        char = h.metadata.get("char", "")
+        char = h.metadata.get("char") or ""
         lang = f" [{h.lang}]" if h.lang else ""
         lines.append(f"{rank:3d}. {h.score:6.3f}  {h.modality:5s} {h.id:<24s} {char} {h.caption or ''}{lang}")
     return "\n".join(lines)

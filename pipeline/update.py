@@ -9,7 +9,6 @@ publish as a build (:mod:`.commit`), under a lock, so concurrent updates never l
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import shutil
 import time
@@ -117,11 +116,13 @@ def add_data(
     if differ:
         logger.warning("adding to %s: only the config's data section is used; its %s differ from the index's "
                        "and are ignored", index_dir, ", ".join(differ))
-    languages = [s.lang for s in projectors if s.lang]
-    if cfg.data.languages != languages:
-        logger.warning("adding to %s: captions are read in the index's languages %s, not %s", index_dir, languages,
-                       cfg.data.languages)
-    ds = load_data(dataclasses.replace(cfg.data, languages=languages))
+    languages = cfg.data.languages  # the new items' captions; an index language they lack is a gap
+    known = [s.lang for s in projectors if s.lang]
+    unknown = [lang for lang in languages if lang not in known]
+    if unknown:
+        raise ValueError(f"the new items' data.languages {unknown} are not languages of {index_dir}, which has "
+                         f"anchor captions in {known} only")
+    ds = load_data(cfg.data)
     projection = Projection({s: encoder(s) for s in projectors}, projectors, languages, manifest.anchors["hash"],
                             cfg.batch_size, built.get("index", {}).get("thumbnails", 0),
                             cache_dir(cfg.data) / "embeddings")
