@@ -1,7 +1,7 @@
 """A real-image streaming build, SIGKILLed midway and resumed, against an uninterrupted build of the same data.
 
     python -m benchmarks.resume [--n 20000] [--shard-size 2000] [--out-dir /tmp/relspace-resume] [--kill-at 0.5]
-                                [--seed 0] [--json results.json]
+                                [--seed 0] [--anchors 800] [--json results.json]
 
 The images are OpenMoji with seeded augmentations (solid or gradient background, scale, rotation, colour
 jitter), each keeping its emoji's English and Spanish captions, written as JPEG files plus a JSONL caption
@@ -337,9 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out-dir", default=d.out_dir, help="images, config, caches, indexes and build logs")
     p.add_argument("--kill-at", type=float, default=d.kill_at, help="fraction of shards complete at the SIGKILL")
     p.add_argument("--seed", type=int, default=d.seed, help="augmentation seed")
+    p.add_argument("--anchors", type=int, default=d.anchors, help="anchors.count (fewer only for smoke runs)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
-    b = ResumeBench(n=args.n, shard_size=args.shard_size, out_dir=args.out_dir, kill_at=args.kill_at, seed=args.seed)
+    b = ResumeBench(n=args.n, shard_size=args.shard_size, out_dir=args.out_dir, kill_at=args.kill_at, seed=args.seed,
+                    anchors=args.anchors)
     if not 0 < b.kill_at < 1:
         p.error("--kill-at must be between 0 and 1")
     count = math.ceil(b.n / b.shard_size)
