@@ -33,7 +33,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +211,6 @@ class Run:
     rebuilt: int = 0  # shards found damaged or stale and rebuilt
     encode_rate: float = float("nan")  # items/s over the shards this run encoded, as the build logged it
     log: str = ""  # path of the build's log
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _status(pid: int) -> dict[str, int]:
