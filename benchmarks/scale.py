@@ -47,6 +47,7 @@ class ScaleBench:
     queries: int = 1_000  # single text queries against the image index
     max_memory: str = "4G"  # the auto budget
     max_query_ms: float = 20.0  # the auto latency budget
+    train_size: int = 100_000  # at most this many vectors train an IVF or PQ candidate
     seed: int = 0
 
 
@@ -110,7 +111,8 @@ def phase_build(b: ScaleBench, out: Path) -> dict:
                                      "caption": [f"concept {c}" for c in concepts[take]]})})
         shards.append(write_shard(work, s, payload, rows=(start, end), source="synthetic", anchors="synthetic"))
     t_shards = time.perf_counter() - t0
-    index_cfg = IndexConfig(factory="auto", max_memory=b.max_memory, max_query_ms=b.max_query_ms)
+    index_cfg = IndexConfig(factory="auto", max_memory=b.max_memory, max_query_ms=b.max_query_ms,
+                            train_size=b.train_size)
     t0 = time.perf_counter()
     indexes, records = build_indexes(shards, index_cfg, b.seed)
     t_index = time.perf_counter() - t0

@@ -10,7 +10,7 @@ import pytest
 
 MODULES = ["benchmarks", "benchmarks.common", "benchmarks.image", "benchmarks.workers", "benchmarks.text",
            "benchmarks.query", "benchmarks.index", "benchmarks.load_test", "benchmarks.reanchor",
-           "benchmarks.__main__"]
+           "benchmarks.scale", "benchmarks.resume", "benchmarks.__main__"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -120,3 +120,21 @@ def test_cli_runs_the_index_section(tmp_path, capsys):
     assert {"git", "cpus", "torch_threads", "faiss_threads"} <= set(res["machine"])
     (table,) = res["results"]
     assert table["section"] == "index" and len(table["rows"]) == 1 and table["rows"][0][0] == "Flat"
+
+
+def test_scale_phases_build_an_auto_index_under_a_tiny_budget_and_serve_it(tmp_path):
+    """The scale benchmark's path, small: shards -> auto choice -> publish -> Retriever.load -> queries."""
+    from benchmarks.scale import ScaleBench, phase_build, phase_serve
+    from pipeline import Retriever
+
+    b = ScaleBench(n=40_000, anchors=64, d_image=96, d_text=48, clusters=40, shard_size=10_000, queries=50,
+                   max_memory="8M", max_query_ms=50.0, train_size=5_000)
+    built = phase_build(b, tmp_path / "index")
+    chosen = built["auto"]["image"]
+    assert chosen["key"] != "Flat" and chosen["peak_bytes"] <= 8 * 2**20  # 40,000 x 64 floats is 9.8 MiB
+    assert any(c["key"] == "Flat" and "memory" in c.get("reason", "") for c in chosen["candidates"])
+    r = Retriever.load(tmp_path / "index")
+    assert r.manifest.faiss["auto"]["image"]["key"] == chosen["key"] and r.indexes["image"].ntotal == b.n
+    served = phase_serve(b, tmp_path / "index")
+    assert 0 < served["p50_ms"] <= served["p99_ms"]
+
