@@ -86,19 +86,29 @@ def phase_build(b: ScaleBench, out: Path) -> dict:
 
     from pipeline.commit import build_indexes, publish
     from pipeline.config import Config, IndexConfig
+    from pipeline.hashing import hash_arrays
     from pipeline.manifest import Manifest
     from pipeline.relative import save_projectors
-    from pipeline.shards import ShardPayload, write_shard
+    from pipeline.shards import ShardError, ShardPayload, read_shard, shard_name, write_shard
     from pipeline.spaces import IMAGE, SpaceKey
 
     world = World(b)
     projectors = _projectors(world)
     work = out.parent / f".{out.name}.shards"
     work.mkdir(parents=True, exist_ok=True)
+    # Shards of the same synthetic data are kept from an earlier run, as a resumed build keeps them.
+    data = {k: v for k, v in asdict(b).items() if k not in ("max_memory", "max_query_ms", "train_size", "queries")}
+    source = "synthetic-" + hash_arrays(json.dumps(data, sort_keys=True))[:16]
     t0 = time.perf_counter()
-    shards = []
+    shards, reused = [], 0
     for s, start in enumerate(range(0, b.n, b.shard_size)):
         end = min(b.n, start + b.shard_size)
+        try:
+            shards.append(read_shard(work / shard_name(s), source=source, anchors="synthetic", rows=(start, end)))
+            reused += 1
+            continue
+        except ShardError:
+            pass
         concepts = world.concepts(end - start, seed=100 + s)
         ids = [f"item-{i}" for i in range(start, end)]
         take = np.arange(0, end - start, b.captions_every)
@@ -109,7 +119,7 @@ def phase_build(b: ScaleBench, out: Path) -> dict:
             items={"image": pa.table({"id": ids, "concept": concepts}),
                    "text": pa.table({"id": [ids[i] for i in take], "lang": ["en"] * len(take),
                                      "caption": [f"concept {c}" for c in concepts[take]]})})
-        shards.append(write_shard(work, s, payload, rows=(start, end), source="synthetic", anchors="synthetic"))
+        shards.append(write_shard(work, s, payload, rows=(start, end), source=source, anchors="synthetic"))
     t_shards = time.perf_counter() - t0
     index_cfg = IndexConfig(factory="auto", max_memory=b.max_memory, max_query_ms=b.max_query_ms,
                             train_size=b.train_size)
@@ -130,7 +140,7 @@ def phase_build(b: ScaleBench, out: Path) -> dict:
     queries = projectors[SpaceKey.text("en")].transform(
         world.draw("text", world.concepts(b.queries, seed=7), seed=8))
     np.save(out.parent / f"{out.name}.queries.npy", queries)
-    return {"shards_s": t_shards, "index_s": t_index, "publish_s": t_publish, "auto": records,
+    return {"shards_s": t_shards, "shards_reused": reused, "index_s": t_index, "publish_s": t_publish, "auto": records,
             "disk_bytes": sum(f.stat().st_size for f in out.rglob("*") if f.is_file())}
 
 
@@ -215,7 +225,8 @@ def report(res: dict) -> str:
     build, serve, chosen = res["build"], res["serve"], res["build"]["auto"]["image"]
     lines = [
         "| phase | wall s | peak RSS GiB | figures |", "|---|---|---|---|",
-        f"| build | {build['wall_s']:.0f} | {build['peak_rss_gib']:.2f} | shards {build['shards_s']:.0f} s, index "
+        f"| build | {build['wall_s']:.0f} | {build['peak_rss_gib']:.2f} | shards {build['shards_s']:.0f} s "
+        f"({build['shards_reused']} reused), index "
         f"{build['index_s']:.0f} s, publish {build['publish_s']:.0f} s, "
         f"on disk {build['disk_bytes'] / 2**30:.2f} GiB |",
         f"| serve | {serve['wall_s']:.0f} | {serve['peak_rss_gib']:.2f} | load {serve['load_s']:.2f} s, "

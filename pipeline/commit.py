@@ -11,8 +11,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .autoindex import IndexBudget, choose_index
 from .config import IndexConfig
 from .files import atomic_directory, link_tree
@@ -25,8 +23,8 @@ from .spaces import MODALITIES
 logger = logging.getLogger(__name__)
 
 
-def blocks(shards: Sequence[Shard], modality: str) -> list[np.ndarray]:
-    """One modality's vectors, shard by shard, memory-mapped: the index builder's input."""
+def blocks(shards: Sequence[Shard], modality: str) -> list[Any]:
+    """One modality's vectors, shard by shard, read a slice at a time: the index builder's input."""
     return [s.vectors(modality) for s in shards]
 
 

@@ -43,6 +43,29 @@ def shard_name(number: int) -> str:
     return f"{number:06d}"
 
 
+class StoredVectors:
+    """One modality's vectors in a shard file, read a slice at a time and never kept mapped.
+
+    A pass over many shards (the training sample, FAISS adds, exact ground truth) then holds one slice at a
+    time: a memory map left open counts every page it has touched in the process's RSS, which would make a
+    million-row build look as large as its vectors on disk.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        self.shape, self.dtype = tuple(mapped.shape), mapped.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.array(np.load(self.path, mmap_mode="r", allow_pickle=False)[key])  # a copy; the map is closed
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self[:] if dtype is None else self[:].astype(dtype)
+
+
 @dataclass
 class ShardPayload:
     """What a shard holds, in memory: per modality the (n, m) relative vectors and their item rows."""
@@ -63,9 +86,9 @@ class Shard:
     counts: dict[str, int]  # vectors per modality
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"bytes", "sha256"}
 
-    def vectors(self, modality: str) -> np.ndarray:
-        """The relative vectors of ``modality``, memory-mapped: reading a shard costs no copy of it."""
-        return np.load(self.path / vectors_file(modality), mmap_mode="r", allow_pickle=False)
+    def vectors(self, modality: str) -> StoredVectors:
+        """The relative vectors of ``modality``, read from disk when sliced (``np.asarray`` reads them all)."""
+        return StoredVectors(self.path / vectors_file(modality))
 
     def items(self, modality: str) -> Any:
         return read_parquet(self.path / items_file(modality), f"{modality} item table of shard {self.path}")
