@@ -203,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("/tmp/relspace-scale/index"))
     p.add_argument("--max-memory", default=ScaleBench.max_memory)
     p.add_argument("--skip-candidates", action="store_true", help="do not measure every candidate")
+    p.add_argument("--reuse-build", action="store_true",
+                   help="serve (and candidates) on the index an earlier run of the same command built, "
+                        "reporting that run's build figures (kept in OUT.build.json)")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--phase", choices=list(PHASES), help=argparse.SUPPRESS)
     p.add_argument("--bench", help=argparse.SUPPRESS)
@@ -212,7 +215,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     b = ScaleBench(n=args.n, max_memory=args.max_memory)
     print(f"`python -m benchmarks.scale {' '.join(sys.argv[1:])}`\n\n{machine_line(machine())}\n\n{b}\n")
-    results = {"bench": asdict(b), "build": run_phase("build", b, args.out), "serve": run_phase("serve", b, args.out)}
+    saved = args.out.parent / f"{args.out.name}.build.json"
+    if args.reuse_build and saved.is_file() and json.loads(saved.read_text())["bench"] == asdict(b):
+        build = json.loads(saved.read_text())["build"]
+    else:
+        build = run_phase("build", b, args.out)
+        saved.write_text(json.dumps({"bench": asdict(b), "build": build}, default=float))
+    results = {"bench": asdict(b), "build": build, "serve": run_phase("serve", b, args.out)}
     if not args.skip_candidates:
         results["candidates"] = run_phase("candidates", b, args.out)
     print(report(results))
