@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .base import Encoder
-from .torch_image import IMAGE_BACKENDS, TorchImageEncoder
+from .torch_image import IMAGE_BACKENDS, TorchImageEncoder, default_num_workers
 
 if TYPE_CHECKING:
     from torch import nn
@@ -47,13 +47,23 @@ class OnnxImageEncoder(TorchImageEncoder):
     backend = "onnx"
 
     def __init__(self, enc: TorchImageEncoder, session: Any, model_path: Path):
-        super().__init__(enc.spec, _no_torch_forward, enc.transform, enc.dim, enc.version, "cpu", enc.num_workers)
+        super().__init__(enc.spec, _no_torch_forward, enc.transform, enc.dim, enc.version, "cpu", onnx_num_workers())
         self.session, self.model_path = session, model_path  # public: benchmarks time the same file bare
 
     def forward(self, batch: Any) -> np.ndarray:
         """The ONNX graph on a preprocessed batch (a torch tensor from the DataLoader, or an array)."""
         x = batch.numpy() if hasattr(batch, "numpy") else np.asarray(batch)
         return self.session.run([_OUTPUT], {_INPUT: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def onnx_num_workers() -> int:
+    """Decoding workers beside an ORT forward: none on two cores or fewer, else as for torch.
+
+    ORT runs every operator on all the cores; on two, a decoding worker preempts one of its two threads and
+    stalls each parallel op. Measured side by side at load 1.4 (benchmarks/README.md): 0.54x bare ORT with one
+    worker, 0.79x decoding in-process between forwards. A config's ``num_workers`` still overrides this.
+    """
+    return 0 if _cores() <= 2 else default_num_workers()
 
 
 def _no_torch_forward(batch: Any) -> Any:
