@@ -25,7 +25,7 @@ from .layout import ANCHORS, CONFIG, PROJECTORS, SHARDS, SKIPPED
 from .manifest import Manifest
 from .relative import RelativeProjector, load_projectors, save_projectors
 from .spaces import IMAGE, MODALITIES, SpaceKey
-from .stream import Projection, source_fingerprint, write_shards
+from .stream import Projection, encoder_for, source_fingerprint, write_shards
 from .version import __version__
 
 logger = logging.getLogger(__name__)
@@ -57,11 +57,6 @@ def check_config(cfg: Config) -> None:
                              f"{cfg.data.languages}")
     if not cfg.anchors.path:
         SELECTORS.get(cfg.anchors.strategy)
-
-
-def encoder_for(encoders: dict[SpaceKey, Encoder], space: SpaceKey) -> Encoder:
-    """The encoder of a space: its own if it has one, else its modality's shared encoder."""
-    return encoders.get(space) or encoders[space.shared]
 
 
 def build_index(

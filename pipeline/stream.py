@@ -46,8 +46,7 @@ class Projection:
     cache: Path | None = None  # absolute-embedding cache (see embed.embed_dataset)
 
     def encoder(self, space: SpaceKey) -> Encoder:
-        """A space's own encoder if it has one, else its modality's shared encoder."""
-        return self.encoders.get(space) or self.encoders[space.shared]
+        return encoder_for(self.encoders, space)
 
     def block(self, ds: Any, *, show_progress: bool | None = None) -> ShardPayload:
         """Embed and project the items of ``ds``: one image row per item, one text row per caption."""
@@ -77,6 +76,11 @@ class Projection:
         )
 
 
+def encoder_for(encoders: Mapping[SpaceKey, Encoder], space: SpaceKey) -> Encoder:
+    """The encoder of a space: its own if it has one, else its modality's shared encoder."""
+    return encoders.get(space) or encoders[space.shared]
+
+
 def source_fingerprint(ds: Any) -> str:
     """What identifies the source rows: 🤗 datasets' content fingerprint, else a hash of the ids."""
     return getattr(ds, "_fingerprint", None) or hash_arrays(*ds["id"])
@@ -88,8 +92,6 @@ def write_shards(ds: Any, root: Path, projection: Projection, *, shard_size: int
     A shard on disk is reused only if its files match its record and it was made from the same rows of the
     same source on the same anchors; anything else is rebuilt, with a warning that says why.
     """
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
     source, n = source_fingerprint(ds), len(ds)
     count = max(1, math.ceil(n / shard_size))
     root.mkdir(parents=True, exist_ok=True)

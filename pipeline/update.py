@@ -12,7 +12,7 @@ import copy
 import logging
 import shutil
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from .commit import blocks, publish, refill
 from .config import Config
 from .data import cache_dir, load_data
 from .encoders import Encoder
-from .files import index_lock, link_tree
+from .files import index_lock, link_tree, read_parquet
 from .index import add_blocks, read_faiss
 from .layout import SHARDS, index_file, items_file
 from .manifest import MANIFEST, Manifest
@@ -51,7 +51,7 @@ def update_index(
     """
     with index_lock(index_dir):
         shards = open_shards(index_dir)
-        stored = set(_ids(shards))
+        stored = set(read_parquet(index_dir / items_file("image"), "image item table").column("id").to_pylist())
         remove = set(remove)
         unknown = sorted(remove - stored)
         if unknown:
@@ -130,10 +130,6 @@ def add_data(
                         shard_size=built.get("shard_size", Config.shard_size))
 
 
-def _ids(shards: Sequence[Shard]) -> list[str]:
-    return [i for s in shards for i in s.items("image").column("id").to_pylist()]
-
-
 def _without(shard: Shard, remove: set[str], staging: Path) -> Shard | None:
     """``shard`` as it is if it holds none of ``remove``, else a copy without them (None if nothing is left)."""
     import pyarrow as pa
@@ -142,8 +138,8 @@ def _without(shard: Shard, remove: set[str], staging: Path) -> Shard | None:
     if not remove:
         return shard
     drop = pa.array(sorted(remove), pa.string())
-    masks = {m: ~pc.is_in(shard.items(m).column("id"), value_set=drop).to_numpy(zero_copy_only=False)
-             for m in MODALITIES}
+    items = {m: shard.items(m) for m in MODALITIES}
+    masks = {m: ~pc.is_in(items[m].column("id"), value_set=drop).to_numpy(zero_copy_only=False) for m in MODALITIES}
     if all(mask.all() for mask in masks.values()):
         return shard
     if not masks["image"].any():
@@ -151,7 +147,7 @@ def _without(shard: Shard, remove: set[str], staging: Path) -> Shard | None:
     thumbs = shard.thumbnails()
     payload = ShardPayload(
         vectors={m: np.asarray(shard.vectors(m)[masks[m]]) for m in MODALITIES},
-        items={m: shard.items(m).filter(pa.array(masks[m])) for m in MODALITIES},
+        items={m: items[m].filter(pa.array(masks[m])) for m in MODALITIES},
         thumbnails=None if thumbs is None else thumbs.filter(pc.invert(pc.is_in(thumbs.column("id"), value_set=drop))),
     )
     return write_shard(staging, int(shard.path.name), payload, rows=tuple(shard.rows), source=shard.source,
