@@ -158,7 +158,17 @@ class Config:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
+        Path(path).write_text(yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False, allow_unicode=True))
+
+
+class _Dumper(yaml.SafeDumper):
+    """PyYAML writes NEL (U+0085) raw inside single quotes, where its reader folds it to a space: such a
+    string is written double-quoted (escaped as \\N) instead, so that save and load round-trip."""
+
+
+_Dumper.add_representer(
+    str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style='"' if "\x85" in s else None)
+)
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "<dict>", prefix: str = "") -> T:

@@ -67,3 +67,10 @@ def test_shipped_configs_load(path: Path) -> None:
 
 def test_openmoji_yaml_matches_the_embedded_default() -> None:
     assert load_config(CONFIGS / "openmoji.yaml") == load_config(None)
+
+
+def test_a_next_line_character_survives_save_and_load(tmp_path: Path) -> None:
+    """Found by Hypothesis (test_properties): PyYAML folded a raw U+0085 inside single quotes into a space."""
+    cfg = load_config({"data": {"label_column": "a\x85b", "caption_columns": {"e\x85s": "x"}}, "eval": {"prompts": ["\x85"]}})
+    cfg.save(tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg

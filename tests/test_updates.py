@@ -4,69 +4,24 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipeline import Retriever
 from pipeline.cli import main
-from pipeline.config import load_config
-from pipeline.data import load_data
-from pipeline.shards import ShardError, open_shards
+from pipeline.shards import ShardError
 
-from .conftest import SMALL_ITEMS
-
-N_A = 110  # items of the first build; the other SMALL_ITEMS - N_A are added
-
-
-@pytest.fixture(scope="session")
-def folders(small_config, tmp_path_factory) -> dict[str, Path]:
-    """OpenMoji items as an image folder with JSONL caption files: the first build's part, the addition, both."""
-    ds = load_data(small_config.data)
-    root = tmp_path_factory.mktemp("folder")
-    rows = []
-    for item_id, image, caps in zip(ds["id"], ds["image"], ds["captions"]):
-        (root / f"{item_id}.png").write_bytes(image)
-        rows.append({"id": item_id, "image": f"{item_id}.png", "caption": caps["en"], "caption_es": caps["es"]})
-    parts = {"a": rows[:N_A], "b": rows[N_A:], "ab": rows}
-    for name, part in parts.items():
-        (root / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part))
-    return {name: root / f"{name}.jsonl" for name in parts}
-
-
-def _config(small_config, folder: Path, **extra):
-    cfg = {"name": "upd", "shard_size": 40, "anchors": {"count": 60}, "index": {"thumbnails": 32},
-           "data": {"source": "folder", "path": str(folder.parent), "captions": folder.name,
-                    "languages": ["en", "es"], "cache_dir": small_config.data.cache_dir}}
-    cfg.update(extra)
-    return load_config(cfg)
-
-
-def _top10(r: Retriever, texts: list[str], images: list[bytes]) -> list[list[tuple]]:
-    """Top-10 of text queries over images and image queries over captions (all and Spanish only)."""
-    out = [[h.id for h in r.search(text=t, k=10)] for t in texts]
-    out += [[(h.id, h.lang, h.caption) for h in r.search(image=im, k=10)] for im in images]
-    out += [[(h.id, h.caption) for h in r.search(image=im, k=10, result_lang="es")] for im in images]
-    return out
-
-
-def _vectors(r: Retriever, modality: str) -> dict[tuple, np.ndarray]:
-    """Stored relative vectors keyed by item id (and caption, for text), from the index's shards."""
-    table = r.items[modality]
-    keys = list(zip(*(table.column(c).to_pylist() for c in (["id"] if modality == "image" else ["id", "lang",
-                                                                                                  "caption"]))))
-    vecs = np.vstack([np.asarray(s.vectors(modality)) for s in open_shards(r.index_dir)])
-    return dict(zip(keys, vecs))
+from .conftest import N_A, SMALL_ITEMS, folder_config, stored_vectors, top10
 
 
 @pytest.fixture(scope="module")
 def updated(small_config, folders, tmp_path_factory) -> tuple[Retriever, Retriever]:
     """(index of part a, then b added; fresh build of a + b on the first index's anchor file)."""
     base = tmp_path_factory.mktemp("upd")
-    r = Retriever.build(_config(small_config, folders["a"]), base / "idx")
-    r.add(_config(small_config, folders["b"]))
-    fresh = Retriever.build(_config(small_config, folders["ab"], anchors={"path": str(base / "idx" / "anchors.parquet")}),
+    r = Retriever.build(folder_config(small_config, folders["a"]), base / "idx")
+    r.add(folder_config(small_config, folders["b"]))
+    fresh = Retriever.build(folder_config(small_config, folders["ab"], anchors={"path": str(base / "idx" / "anchors.parquet")}),
                             base / "fresh")
     return r, fresh
 
@@ -76,14 +31,14 @@ def test_add_equals_a_fresh_build_of_the_union(updated, folders) -> None:
     assert r.manifest.counts["items"] == fresh.manifest.counts["items"] == SMALL_ITEMS
     assert r.manifest.counts["text"] == fresh.manifest.counts["text"]
     for m in ("image", "text"):
-        mine, theirs = _vectors(r, m), _vectors(fresh, m)
+        mine, theirs = stored_vectors(r, m), stored_vectors(fresh, m)
         assert mine.keys() == theirs.keys()
         assert max(float(np.abs(mine[k] - theirs[k]).max()) for k in mine) < 1e-5
     rows = [json.loads(line) for line in folders["ab"].read_text().splitlines()]
     pick = rows[::8]  # items of both parts
     texts = [row["caption"] for row in pick]
     images = [(folders["ab"].parent / row["image"]).read_bytes() for row in pick]
-    assert _top10(r, texts, images) == _top10(fresh, texts, images)
+    assert top10(r, texts, images) == top10(fresh, texts, images)
     assert r.manifest.history[-1]["added"] == SMALL_ITEMS - N_A
     added = rows[-1]["id"]
     assert r.item(added) is not None and r.thumbnail(added) is not None
@@ -97,11 +52,11 @@ def test_adding_an_existing_id_is_refused_unless_upsert(updated, small_config, f
     before = {p.name: p.stat().st_mtime_ns for p in copy.iterdir()}
     first_b = json.loads(folders["b"].read_text().splitlines()[0])["id"]
     with pytest.raises(ValueError, match=f"item '{first_b}' is already in .*--upsert"):
-        mine.add(_config(small_config, folders["b"]))
+        mine.add(folder_config(small_config, folders["b"]))
     assert {p.name: p.stat().st_mtime_ns for p in copy.iterdir()} == before  # nothing written
-    mine.add(_config(small_config, folders["b"]), upsert=True)
+    mine.add(folder_config(small_config, folders["b"]), upsert=True)
     assert mine.manifest.counts["items"] == SMALL_ITEMS and mine.manifest.history[-1]["upserted"] == SMALL_ITEMS - N_A
-    assert _top10(mine, ["a dog"], []) == _top10(r, ["a dog"], [])
+    assert top10(mine, ["a dog"], []) == top10(r, ["a dog"], [])
 
 
 def test_remove_hides_items_in_every_space(updated, folders, tmp_path) -> None:
@@ -119,9 +74,9 @@ def test_remove_hides_items_in_every_space(updated, folders, tmp_path) -> None:
         image = (folders["ab"].parent / row["image"]).read_bytes()
         queries = [mine.embed(text=row["caption"]), mine.embed(text=row["caption_es"], lang="es"),
                    mine.embed(image=image)]
-        hits = [h for xq in queries for target in ("image", "text") for h in mine.search_vectors(xq, 10**4,
+        hits = [h for xq in queries for target in ("image", "text") for h in mine.searchstored_vectors(xq, 10**4,
                                                                                                  target=target)[0]]
-        hits += mine.search_vectors(queries[2], 10**4, target="text", result_lang="es")[0]
+        hits += mine.searchstored_vectors(queries[2], 10**4, target="text", result_lang="es")[0]
         assert len(hits) == 3 * (158 + 316) + 158
         assert not ids & {h.id for h in hits}
         assert mine.item(row["id"]) is None and mine.thumbnail(row["id"]) is None
