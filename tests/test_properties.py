@@ -42,7 +42,7 @@ from pipeline.index_candidates import CANDIDATES, SMALL_N
 from pipeline.relative import RelativeProjector, load_projectors, save_projectors
 from pipeline.spaces import SpaceKey
 
-from .conftest import N_A, examples, folder_config, same_ranking, stored_vectors, top10, write_jsonl
+from .conftest import examples, folder_config, same_ranking, stored_vectors, top10, write_jsonl
 
 # -- the projector --------------------------------------------------------------------------------------------
 
@@ -190,13 +190,20 @@ def test_every_index_auto_may_pick_meets_the_recall_target(data: tuple, one_fais
 # -- updates: any sequence of add / remove / upsert equals a fresh build of the final items --------------------
 
 
+# A smaller universe than test_updates.py's: every example ends in a fresh build, whose cost is its items.
+BASE_ITEMS, UNIVERSE, BASE_ANCHORS = 40, 56, 24
+
+
 @pytest.fixture(scope="module")
 def base_index(small_config, folders, tmp_path_factory) -> Path:
-    """An index of the update tests' first part (read-only: examples copy it)."""
+    """An index of the first BASE_ITEMS items (read-only: examples copy it)."""
     from pipeline import Retriever
 
-    out = tmp_path_factory.mktemp("props-upd") / "base"
-    Retriever.build(folder_config(small_config, folders["a"]), out)
+    rows = [json.loads(line) for line in folders["ab"].read_text().splitlines()][:BASE_ITEMS]
+    root = tmp_path_factory.mktemp("props-upd")
+    out = root / "base"
+    Retriever.build(folder_config(small_config, write_jsonl(root / "base.jsonl", rows), folders["ab"].parent,
+                                  anchors={"count": BASE_ANCHORS}), out)
     return out
 
 
@@ -208,18 +215,18 @@ def update_steps(draw: st.DrawFn, n_items: int) -> list[tuple[str, list[int], bo
     return draw(st.lists(st.tuples(ops, rows, st.booleans()), min_size=1, max_size=4))
 
 
-@settings(max_examples=examples(0.25, least=5), suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(0.12), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_update_sequence_equals_a_fresh_build(data: st.DataObject, small_config, folders, base_index,
                                                    tmp_path_factory) -> None:
     from pipeline import Retriever
 
-    rows = [json.loads(line) for line in folders["ab"].read_text().splitlines()]
+    rows = [json.loads(line) for line in folders["ab"].read_text().splitlines()][:UNIVERSE]
     images = folders["ab"].parent
     work = tmp_path_factory.mktemp("props-example")
     shutil.copytree(base_index, work / "idx")
     r = Retriever.load(work / "idx")
-    held = {row["id"]: row for row in rows[:N_A]}  # id -> row, as the index holds it
+    held = {row["id"]: row for row in rows[:BASE_ITEMS]}  # id -> row, as the index holds it
     for step, (op, picks, changed) in enumerate(data.draw(update_steps(len(rows)))):
         chosen = [dict(rows[i]) for i in picks]
         if changed:  # an upsert or re-add that really replaces something: another caption

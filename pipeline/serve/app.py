@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, Response
@@ -18,6 +18,7 @@ from .engine import SearchEngine, warm_up
 from .errors import install_error_handlers
 from .middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from .routes import router
+from .schemas import search_body
 
 if TYPE_CHECKING:
     from pipeline.retriever import Retriever
@@ -59,6 +60,7 @@ def create_app(retriever: Retriever, *, limits: Limits | None = None) -> FastAPI
     app.add_middleware(SecurityHeadersMiddleware)
     install_error_handlers(app)
     app.include_router(router)
+    app.openapi = lambda: _openapi(app, engine)  # type: ignore[method-assign]
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -71,6 +73,15 @@ def create_app(retriever: Retriever, *, limits: Limits | None = None) -> FastAPI
     app.mount("/static", StaticFiles(directory=page_dir), name="static")
     _mount_docs(app)
     return app
+
+
+def _openapi(app: FastAPI, engine: SearchEngine) -> dict[str, Any]:
+    """FastAPI's document, with the /search body stating this index's languages and these limits (cached)."""
+    if app.openapi_schema is None:
+        r = engine.retriever
+        body = search_body(engine.limits, r.languages, r.caption_languages)
+        FastAPI.openapi(app)["paths"]["/search"]["post"]["requestBody"] = body
+    return app.openapi_schema
 
 
 def static_dir() -> Path:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.limits import Limits
+from pipeline.spaces import MODALITIES
 
 from .errors import ERROR_NAMES
 
@@ -76,26 +80,49 @@ class ErrorOut(BaseModel):
     detail: Any = Field(description="what went wrong, for a human")
 
 
-FORM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["image"],
-    "properties": {
-        "image": {"type": "string", "format": "binary", "description": "query image (PNG, JPEG, WebP, ...)"},
-        "k": {"type": "integer", "default": 10},
-        "target": {"type": "string", "enum": ["image", "text"]},
-        "result_lang": {"type": "string"},
-    },
-}
-# /search reads its body itself (JSON or multipart), so its OpenAPI request body is declared by hand.
-SEARCH_BODY: dict[str, Any] = {
-    "requestBody": {
+OPTIONAL = ("lang", "target", "result_lang")  # the fields of SearchRequest that JSON may send as null
+
+
+def search_body(limits: Limits, languages: Sequence[str] = (), caption_languages: Sequence[str] = ()) -> dict[str, Any]:
+    """The OpenAPI request body of ``POST /search`` for one index: every rule of :meth:`Query.validate` a schema
+    can state, so that a request the schema allows is one the server answers (Schemathesis checks both ways).
+
+    /search reads its body itself (JSON or multipart), so FastAPI cannot infer it. A body is one of four
+    variants: a text or (multipart only) an image query, each without ``result_lang`` or with it and a text
+    target (a text query's default target is image, an image query's is text). Empty ``languages`` leave the
+    language fields unconstrained: the router's default, before an app knows its index.
+    """
+    def lang_of(langs: Sequence[str]) -> dict[str, Any]:
+        return {"type": "string", "enum": list(langs)} if langs else {"type": "string", "minLength": 1}
+
+    def variant(query: dict[str, Any], result: bool, json: bool) -> dict[str, Any]:
+        (name,) = query
+        props = {**query, "k": {"type": "integer", "minimum": 1, "maximum": limits.max_k, "default": 10},
+                 **({"lang": lang_of(languages)} if name == "text" else {}),
+                 "target": {"type": "string", **({"const": "text"} if result else {"enum": list(MODALITIES)})},
+                 **({"result_lang": lang_of(caption_languages)} if result else {})}
+        required = [name, *(["result_lang"] if result else []), *(["target"] if result and name == "text" else [])]
+        if json:  # JSON may send null for an optional string: "not set" (a form leaves the field out)
+            props = {k: {"anyOf": [v, {"type": "null"}]} if k in OPTIONAL and k not in required else v
+                     for k, v in props.items()}
+            props.setdefault("result_lang", {"type": "null"})
+        return {"type": "object", "additionalProperties": False, "required": required, "properties": props}
+
+    # the server strips the text before its checks; \S: not only whitespace
+    text = {"text": {"type": "string", "minLength": 1, "maxLength": limits.max_text_chars, "pattern": r"\S"}}
+    image = {"image": {"type": "string", "format": "binary", "description": "query image (PNG, JPEG, WebP, ...)"}}
+    return {
         "required": True,
         "content": {
-            "application/json": {"schema": SearchRequest.model_json_schema()},
-            "multipart/form-data": {"schema": FORM_SCHEMA},
+            "application/json": {"schema": {"anyOf": [variant(text, r, json=True) for r in (False, True)]}},
+            "multipart/form-data": {"schema": {"anyOf": [variant(q, r, json=False) for q in (text, image)
+                                                         for r in (False, True)]}},
         },
     }
-}
+
+
+# The router's default, before an app knows its index; create_app states the index's own (see app.py).
+SEARCH_BODY: dict[str, Any] = {"requestBody": search_body(Limits())}
 SEARCH_ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": name} for code, name in ERROR_NAMES.items() if code in (400, 413, 415, 422)
 }

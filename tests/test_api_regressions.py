@@ -1,0 +1,73 @@
+"""Requests Schemathesis found where /openapi.json and the server disagreed, kept as plain tests.
+
+Each body is sent as found, and the published schema must agree with the server: a body it allows is
+answered with 200, a body it refuses is refused with a 4xx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+fastapi = pytest.importorskip("fastapi")
+jsonschema = pytest.importorskip("jsonschema")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from pipeline.serve import create_app  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client(small_retriever) -> Iterator[TestClient]:
+    with TestClient(create_app(small_retriever)) as c:
+        yield c
+
+
+def _body_schema(client: TestClient, media_type: str) -> Any:
+    spec = client.get("/openapi.json").json()
+    schema = spec["paths"]["/search"]["post"]["requestBody"]["content"][media_type]["schema"]
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.mark.parametrize(("body", "ok"), [
+    # found: no text and no image was schema-valid (text was optional), refused with 422
+    ({"k": 10, "lang": None, "result_lang": "", "target": None, "text": None}, False),
+    ({"text": "a red apple"}, True),
+    ({"text": "a red apple", "k": 100, "lang": "es", "target": "text", "result_lang": "es"}, True),
+    ({"text": "a red apple", "lang": None, "target": None, "result_lang": None}, True),
+    ({"text": "a red apple", "k": 0}, False),  # k was any integer in the schema; the server wants 1..max_k
+    ({"text": "a red apple", "k": 101}, False),
+    ({"text": "a red apple", "lang": "xx"}, False),  # a language the index lacks
+    ({"text": "a red apple", "result_lang": "es"}, False),  # result_lang needs target text
+    ({"text": "   "}, False),
+    ({"text": "x" * 1001}, False),
+    ({"text": "a red apple", "extra": 1}, False),
+])
+def test_search_json_schema_and_server_agree(client, body: dict, ok: bool) -> None:
+    assert _body_schema(client, "application/json").is_valid(body) is ok
+    res = client.post("/search", json=body)
+    assert (res.status_code == 200) is ok, res.text
+    assert ok or res.status_code == 422
+
+
+def test_search_form_with_unknown_fields_is_refused_by_schema_and_server(client) -> None:
+    """Found: a multipart body with extra fields was schema-valid; the server refuses it (400 above 8 fields)."""
+    fields = {"text": "a red apple", **{f"f{i}": "5.0" for i in range(8)}}
+    assert not _body_schema(client, "multipart/form-data").is_valid(fields)
+    res = client.post("/search", files={k: (None, v) for k, v in fields.items()})  # plain multipart fields
+    assert res.status_code in (400, 422), res.text
+    assert client.post("/search", files={"text": (None, "a red apple"), "f0": (None, "5.0")}).status_code == 422
+    assert client.post("/search", files={"text": (None, "a red apple")}).status_code == 200
+
+
+def test_search_form_schema_allows_what_the_server_answers(client, small_retriever) -> None:
+    png = small_retriever.thumbnail(small_retriever.items["image"].column("id")[0].as_py())
+    form = _body_schema(client, "multipart/form-data")
+    assert form.is_valid({"image": "<binary>", "k": 3, "result_lang": "es"})
+    assert client.post("/search", data={"k": "3", "result_lang": "es"}, files={"image": ("q.png", png)}).status_code == 200
+    assert not form.is_valid({"image": "<binary>", "target": "image", "result_lang": "es"})
+    res = client.post("/search", data={"target": "image", "result_lang": "es"}, files={"image": ("q.png", png)})
+    assert res.status_code == 422
+    assert not form.is_valid({"image": "<binary>", "lang": "en"})  # an image query has no language
+    assert client.post("/search", data={"lang": "en"}, files={"image": ("q.png", png)}).status_code == 422
