@@ -18,7 +18,8 @@ N_A = 110  # items of the first build of the update tests; the other SMALL_ITEMS
 
 # Hypothesis: "ci" (the default) is small and derandomized, so a CI run is reproducible and needs no example
 # database; "nightly" (HYPOTHESIS_PROFILE=nightly) searches 40x as many examples, randomly, keeping failures.
-settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, database=None, print_blob=True)
+CI_EXAMPLES = 25
+settings.register_profile("ci", max_examples=CI_EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=True)
 settings.register_profile("nightly", max_examples=1000, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

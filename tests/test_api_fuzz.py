@@ -27,15 +27,20 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 
 from pipeline.serve import create_app  # noqa: E402
 
+from .conftest import CI_EXAMPLES  # noqa: E402
+
 MIN_CASES = 1000  # across all operations, in the CI profile
+# Not positive_data_acceptance: a schema-valid "image" generated as a text value goes out as a multipart field
+# without a filename, which no server can tell from a text field; it is refused with 422 (see
+# test_api_regressions.py). Every other rule a schema can state is in /openapi.json and checked both ways.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance, negative_data_rejection]
 POS, NEG = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 # Every operation of the API with Hypothesis's max_examples per generation mode: an operation without inputs
 # (or whose only input is any string) cannot be sent invalid data, and one without inputs stops after one
-# case. Valid searches encode a query (~0.1-0.3 s each on two loaded cores), the rest are cheap.
+# case. A valid search encodes its query (0.3-0.9 s a case on two loaded cores); the rest take ~20-50 ms.
 OPERATIONS: dict[tuple[str, str], dict[GenerationMode, int]] = {
-    ("POST", "/search"): {POS: 200, NEG: 300},
+    ("POST", "/search"): {POS: 100, NEG: 400},
     ("GET", "/items/{item_id}"): {POS: 300},
     ("GET", "/items/{item_id}/image"): {POS: 300},
     ("GET", "/health"): {POS: 10},
@@ -60,7 +65,9 @@ def test_operation_conforms_and_never_fails(api_schema, operation: tuple[str, st
     method, path = operation
     label = f"{method} {path} {mode.value}"
 
-    @settings(max_examples=OPERATIONS[operation][mode], suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    budget = round(OPERATIONS[operation][mode] * settings.default.max_examples / CI_EXAMPLES)  # nightly: 40x
+
+    @settings(max_examples=budget, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
     @given(case=api_schema[path][method].as_strategy(generation_mode=mode))
     def run(case) -> None:
         CASES[label] += 1

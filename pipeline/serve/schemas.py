@@ -81,6 +81,7 @@ class ErrorOut(BaseModel):
 
 
 OPTIONAL = ("lang", "target", "result_lang")  # the fields of SearchRequest that JSON may send as null
+UNSET = {"type": "string", "maxLength": 0}  # an empty form field
 
 
 def search_body(limits: Limits, languages: Sequence[str] = (), caption_languages: Sequence[str] = ()) -> dict[str, Any]:
@@ -102,10 +103,13 @@ def search_body(limits: Limits, languages: Sequence[str] = (), caption_languages
                  "target": {"type": "string", **({"const": "text"} if result else {"enum": list(MODALITIES)})},
                  **({"result_lang": lang_of(caption_languages)} if result else {})}
         required = [name, *(["result_lang"] if result else []), *(["target"] if result and name == "text" else [])]
-        if json:  # JSON may send null for an optional string: "not set" (a form leaves the field out)
+        if json:  # JSON may send null for an optional string: "not set"
             props = {k: {"anyOf": [v, {"type": "null"}]} if k in OPTIONAL and k not in required else v
                      for k, v in props.items()}
             props.setdefault("result_lang", {"type": "null"})
+        else:  # an empty form field is "not set", as HTML forms send them: any field but the image may be empty
+            props = {k: v if k in required else {"anyOf": [v, UNSET]} for k, v in props.items()}
+            props.update({k: UNSET for k in SearchRequest.model_fields if k not in props})
         return {"type": "object", "additionalProperties": False, "required": required, "properties": props}
 
     # the server strips the text before its checks; \S: not only whitespace
