@@ -51,14 +51,17 @@ def test_search_json_schema_and_server_agree(client, body: dict, ok: bool) -> No
     assert ok or res.status_code == 422
 
 
-def test_search_form_with_unknown_fields_is_refused_by_schema_and_server(client) -> None:
+def test_search_form_with_unknown_fields_is_refused_by_schema_and_server(client, small_retriever) -> None:
     """Found: a multipart body with extra fields was schema-valid; the server refuses it (400 above 8 fields)."""
-    fields = {"text": "a red apple", **{f"f{i}": "5.0" for i in range(8)}}
-    assert not _body_schema(client, "multipart/form-data").is_valid(fields)
-    res = client.post("/search", files={k: (None, v) for k, v in fields.items()})  # plain multipart fields
-    assert res.status_code in (400, 422), res.text
-    assert client.post("/search", files={"text": (None, "a red apple"), "f0": (None, "5.0")}).status_code == 422
-    assert client.post("/search", files={"text": (None, "a red apple")}).status_code == 200
+    png = small_retriever.thumbnail(small_retriever.items["image"].column("id")[0].as_py())
+    extra = {f"f{i}": "5.0" for i in range(9)}
+    form = _body_schema(client, "multipart/form-data")
+    assert not form.is_valid({"image": "<binary>", **extra}) and not form.is_valid({"image": "<binary>", "f0": "5.0"})
+    res = client.post("/search", files={"image": ("q.png", png), **{k: (None, v) for k, v in extra.items()}})
+    assert res.status_code == 400 and "Too many fields" in res.json()["detail"], res.text
+    res = client.post("/search", files={"image": ("q.png", png), "f0": (None, "5.0")})
+    assert res.status_code == 422, res.text
+    assert client.post("/search", files={"image": ("q.png", png)}).status_code == 200
 
 
 def test_search_form_schema_allows_what_the_server_answers(client, small_retriever) -> None:
@@ -71,3 +74,20 @@ def test_search_form_schema_allows_what_the_server_answers(client, small_retriev
     assert res.status_code == 422
     assert not form.is_valid({"image": "<binary>", "lang": "en"})  # an image query has no language
     assert client.post("/search", data={"lang": "en"}, files={"image": ("q.png", png)}).status_code == 422
+
+
+def test_empty_form_fields_are_not_set_in_schema_and_server(client) -> None:
+    """Found: an empty result_lang form field was schema-invalid, but the server answers it (empty = not set)."""
+    fields = {"result_lang": "", "target": "text", "text": "0", "k": "1", "lang": "en"}
+    assert _body_schema(client, "multipart/form-data").is_valid({**fields, "k": 1})
+    res = client.post("/search", files={k: (None, v) for k, v in fields.items()})
+    assert res.status_code == 200, res.text
+    assert res.json()["query"]["result_lang"] is None
+
+
+def test_an_image_sent_as_a_plain_field_is_422_naming_the_remedy(client) -> None:
+    """Found, not fixable in a schema: an ``image`` part without a filename arrives as text, indistinguishable
+    from a text field (Starlette decodes it), so the server refuses it and says how to send a file."""
+    res = client.post("/search", files={"image": (None, "content-length")})
+    assert res.status_code == 422
+    assert res.json() == {"error": "invalid_request", "detail": "image must be a file upload (multipart/form-data)"}
