@@ -228,22 +228,20 @@ def test_any_update_sequence_equals_a_fresh_build(data: st.DataObject, small_con
     r = Retriever.load(work / "idx")
     held = {row["id"]: row for row in rows[:BASE_ITEMS]}  # id -> row, as the index holds it
     for step, (op, picks, changed) in enumerate(data.draw(update_steps(len(rows)))):
-        chosen = [dict(rows[i]) for i in picks]
+        # each step picks among the rows it can act on (absent ones to add, held ones to remove), so none is idle
+        pool = {"add": [row for row in rows if row["id"] not in held], "remove": list(held.values()),
+                "upsert": rows}[op]
+        chosen = list({row["id"]: dict(row) for row in (pool[i % len(pool)] for i in picks)}.values()) if pool else []
         if changed:  # an upsert or re-add that really replaces something: another caption
             for row in chosen:
                 row["caption"], row["caption_es"] = row["caption_es"], row["caption"]
+        if not chosen or (op == "remove" and len(chosen) == len(held)):
+            continue  # nothing to act on, or removing every item: refused by design (see test_updates.py)
         if op == "remove":
-            ids = [row["id"] for row in chosen if row["id"] in held]
-            if not ids or len(ids) == len(held):
-                continue  # nothing to remove, or all of it: refused by design (tested in test_updates.py)
-            r.remove(ids)
-            for i in ids:
-                del held[i]
+            r.remove([row["id"] for row in chosen])
+            for row in chosen:
+                del held[row["id"]]
             continue
-        if op == "add":
-            chosen = [row for row in chosen if row["id"] not in held]
-            if not chosen:
-                continue
         r.add(folder_config(small_config, write_jsonl(work / f"{step}.jsonl", chosen), images), upsert=op == "upsert")
         held.update({row["id"]: row for row in chosen})
     anchors = str(base_index / "anchors.parquet")

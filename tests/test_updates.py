@@ -74,9 +74,9 @@ def test_remove_hides_items_in_every_space(updated, folders, tmp_path) -> None:
         image = (folders["ab"].parent / row["image"]).read_bytes()
         queries = [mine.embed(text=row["caption"]), mine.embed(text=row["caption_es"], lang="es"),
                    mine.embed(image=image)]
-        hits = [h for xq in queries for target in ("image", "text") for h in mine.searchstored_vectors(xq, 10**4,
+        hits = [h for xq in queries for target in ("image", "text") for h in mine.search_vectors(xq, 10**4,
                                                                                                  target=target)[0]]
-        hits += mine.searchstored_vectors(queries[2], 10**4, target="text", result_lang="es")[0]
+        hits += mine.search_vectors(queries[2], 10**4, target="text", result_lang="es")[0]
         assert len(hits) == 3 * (158 + 316) + 158
         assert not ids & {h.id for h in hits}
         assert mine.item(row["id"]) is None and mine.thumbnail(row["id"]) is None
