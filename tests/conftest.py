@@ -112,7 +112,7 @@ def top10(r, texts: list[str], images: list[bytes], *, scores: bool = False) -> 
     With ``scores`` each hit carries its score, for comparisons that allow ties (:func:`same_ranking`).
     """
     def hit(h, *fields: str) -> tuple:
-        return (*(getattr(h, f) for f in fields), *((round(h.score, 5),) if scores else ()))
+        return (*(getattr(h, f) for f in fields), *((round(h.score, 6),) if scores else ()))
 
     out = [[hit(h, "id") for h in r.search(text=t, k=10)] for t in texts]
     out += [[hit(h, "id", "lang", "caption") for h in r.search(image=im, k=10)] for im in images]

@@ -215,7 +215,7 @@ def update_steps(draw: st.DrawFn, n_items: int) -> list[tuple[str, list[int], bo
     return draw(st.lists(st.tuples(ops, rows, st.booleans()), min_size=1, max_size=4))
 
 
-@settings(max_examples=examples(0.12), suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(0.08, least=2), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_update_sequence_equals_a_fresh_build(data: st.DataObject, small_config, folders, base_index,
                                                    tmp_path_factory) -> None:
