@@ -92,6 +92,7 @@ def reanchor(
     with atomic_directory(out) as tmp:
         link_tree(index_dir, tmp, skip={PROJECTORS, MANIFEST})
         save_projectors(tmp / PROJECTORS, new_projectors)
+        new_manifest.succeed(out)
         (tmp / MANIFEST).write_text(new_manifest.to_json())
     logger.info("re-anchored %s: %s -> %s on %d anchors, written to %s", key, old["spec"], encoder.spec,
                 len(anchors), out)
