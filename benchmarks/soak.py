@@ -168,18 +168,15 @@ def run_soak(b: SoakBench) -> SoakResult:
                     with lock:
                         result.samples.append(sample)
 
-            def updater() -> None:
-                cycle = 0
-                while True:
-                    at = t0 + cycle * b.update_every + 0.25 * b.update_every
-                    for op, args in (("add", [str(index), str(cfg)]), ("remove", [str(index), "--ids", *ids])):
-                        if time.perf_counter() < at:
-                            time.sleep(max(0.0, at - time.perf_counter()))
-                        if time.perf_counter() >= end:
-                            return
-                        result.updates.append(_cli(op, args, t0, timeout=max(b.update_every, 120.0)))
-                        at += 0.4 * b.update_every
-                    cycle += 1
+            def updater() -> None:  # add at 25% of each cycle, remove at 65% (or once the add is done)
+                for cycle in range(int(b.minutes * 60.0 / b.update_every + 0.75)):
+                    at = t0 + (cycle + 0.25) * b.update_every
+                    time.sleep(max(0.0, at - time.perf_counter()))
+                    timeout = max(b.update_every, 120.0)
+                    result.updates.append(_cli("add", [str(index), str(cfg)], t0, timeout))
+                    time.sleep(max(0.0, at + 0.4 * b.update_every - time.perf_counter()))
+                    # always paired, even past the deadline, so the served copy ends as it began
+                    result.updates.append(_cli("remove", [str(index), "--ids", *ids], t0, timeout))
 
             def sampler() -> None:  # the server's RSS at the end of every minute
                 for n in range(1, int(b.minutes * 60.0 // BUCKET_S) + 1):

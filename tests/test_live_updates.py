@@ -97,6 +97,17 @@ def test_concurrent_updates_keep_each_others_history(index: Path, small_retrieve
     assert (m.generation, len(m.history), m.counts["items"]) == (g0 + 2, h0 + 2, len(ids) - 2)
 
 
+def test_reanchor_refuses_to_publish_over_an_update_it_did_not_see(index: Path, small_retriever) -> None:
+    """Regression: reanchor took no lock and wrote the manifest it had loaded, so an update published in between
+    was copied in under the old counts and the index no longer loaded."""
+    ids = small_retriever.items["image"].column("id").to_pylist()
+    stale = Retriever.load(index)
+    Retriever.load(index).remove([ids[0]])
+    with pytest.raises(ValueError, match="changed since it was loaded"):
+        stale.swap_encoder("text", "minilm-l3", in_place=True)
+    assert Retriever.load(index).manifest.counts["items"] == len(ids) - 1  # the update stands, the index loads
+
+
 # -- the engine, step by step --------------------------------------------------------------------------
 
 
