@@ -50,7 +50,7 @@ class SoakBench:
     k: int = 10  # hits per search
     request_timeout: float = 60.0  # per request, in seconds; a timeout counts as an error
     startup_timeout: float = 300.0  # seconds to wait for the server to answer /health
-    warmup: int = 16  # uncounted requests before RSS is taken and the clock starts
+    warmup: float = 30.0  # seconds of uncounted queries at full concurrency before the clock starts and RSS is taken
     max_requests: int = 1_000_000  # a hard cap besides the deadline
 
 
@@ -81,6 +81,7 @@ class SoakResult:
     samples: list[Sample] = field(default_factory=list)
     updates: list[Update] = field(default_factory=list)
     rss_mib: list[tuple[float, float]] = field(default_factory=list)  # (seconds from start, server RSS)
+    generations: tuple[int, int] = (0, 0)  # the server's (/health) at the start and once every update is done
     wall_s: float = 0.0
 
 
@@ -145,11 +146,9 @@ def run_soak(b: SoakBench) -> SoakResult:
                 body = res.json()
                 return (None, body.get("generation")) if "hits" in body else ("no hits field", None)
 
-            for i in range(b.warmup):
-                query(i)
-            t0 = time.perf_counter()
+            g_start = client.get("/health").json()["generation"]
+            t0 = time.perf_counter() + b.warmup  # the workers warm the server up until then, unrecorded
             end = t0 + b.minutes * 60.0
-            result.rss_mib.append((0.0, rss_mib(proc.pid)))
             lock = threading.Lock()
             counter = iter(range(b.max_requests))
 
@@ -165,8 +164,9 @@ def run_soak(b: SoakBench) -> SoakResult:
                     except (httpx.HTTPError, ValueError) as e:
                         error, generation = type(e).__name__, None
                     sample = Sample(round(sent - t0, 3), (time.perf_counter() - sent) * 1000.0, error, generation)
-                    with lock:
-                        result.samples.append(sample)
+                    if sent >= t0:
+                        with lock:
+                            result.samples.append(sample)
 
             def updater() -> None:  # add at 25% of each cycle, remove at 65% (or once the add is done)
                 for cycle in range(int(b.minutes * 60.0 / b.update_every + 0.75)):
@@ -178,8 +178,8 @@ def run_soak(b: SoakBench) -> SoakResult:
                     # always paired, even past the deadline, so the served copy ends as it began
                     result.updates.append(_cli("remove", [str(index), "--ids", *ids], t0, timeout))
 
-            def sampler() -> None:  # the server's RSS at the end of every minute
-                for n in range(1, int(b.minutes * 60.0 // BUCKET_S) + 1):
+            def sampler() -> None:  # the server's RSS after warm-up and at the end of every minute
+                for n in range(0, int(b.minutes * 60.0 // BUCKET_S) + 1):
                     time.sleep(max(0.0, t0 + n * BUCKET_S - time.perf_counter()))
                     result.rss_mib.append((round(time.perf_counter() - t0, 1), rss_mib(proc.pid)))
 
@@ -191,6 +191,11 @@ def run_soak(b: SoakBench) -> SoakResult:
                 t.join()
             result.wall_s = round(time.perf_counter() - t0, 1)
             result.rss_mib.append((result.wall_s, rss_mib(proc.pid)))
+            deadline = time.monotonic() + 10  # the last remove's version reaches the server within its check period
+            while (g_end := client.get("/health").json()["generation"]) < g_start + len(result.updates) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.2)
+            result.generations = (g_start, g_end)
     return result
 
 
@@ -204,7 +209,7 @@ def tables(b: SoakBench, result: SoakResult) -> list[Table]:
         ok = [s.ms for s in bucket if s.error is None]
         gens = sorted({s.generation for s in bucket if s.generation is not None})
         ups = [u for u in result.updates if lo <= u.t < hi]
-        rss = [r for t, r in result.rss_mib if lo < t <= hi + 1] or [float("nan")]
+        rss = [r for t, r in result.rss_mib if lo < t and (t <= hi + 1 or m == n_buckets - 1)] or [float("nan")]
         rows.append([m + 1, len(bucket), len(bucket) - len(ok), percentile(ok, 50), percentile(ok, 99),
                      ",".join(map(str, gens)), f"{sum(u.ok for u in ups)}/{len(ups)}", rss[-1]])
     start, last = result.rss_mib[0][1], result.rss_mib[-1][1]
@@ -223,6 +228,8 @@ def tables(b: SoakBench, result: SoakResult) -> list[Table]:
         f"{fmt(min((u.seconds for u in result.updates), default=float('nan')))}-"
         f"{fmt(max((u.seconds for u in result.updates), default=float('nan')))} s (a new process loading the models)",
         *(f"failed {u.op} at {u.t} s: {u.detail}" for u in failed),
+        f"server generation {result.generations[0]} at the start, {result.generations[1]} after the "
+        f"{len(result.updates)} updates (no restart)",
         "generations: the index version of each answer; updates: add/remove runs that started in the minute (ok/all)",
         f"bench: {result.bench}",
     ]
@@ -239,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=d.concurrency, help="client threads (default 16)")
     p.add_argument("--update-every", type=float, default=d.update_every, help="seconds per add+remove cycle")
     p.add_argument("-k", type=int, default=d.k, help="hits per search (default 10)")
+    p.add_argument("--warmup", type=float, default=d.warmup, help="seconds of unrecorded queries first (default 30)")
     p.add_argument("--json", type=Path, default=None, help="also write the table and every update as JSON here")
     return p
 
@@ -250,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.index / "manifest.json").is_file():
         raise SystemExit(f"soak: {args.index} is not an index; build it with: relspace build configs/openmoji.yaml")
     b = SoakBench(index=args.index, minutes=args.minutes, concurrency=args.concurrency,
-                  update_every=args.update_every, k=args.k)
+                  update_every=args.update_every, k=args.k, warmup=args.warmup)
     info = machine()
     result: SoakResult | None = None
 
@@ -266,9 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table.markdown())
     if args.json:
         args.json.write_text(json.dumps({"table": asdict(table), "updates": [asdict(u) for u in result.updates],
-                                         "rss_mib": result.rss_mib, "machine": info}, indent=2, default=str))
+                                         "rss_mib": result.rss_mib,
+                                         "generations": result.generations, "machine": info}, indent=2, default=str))
     errors = sum(s.error is not None for s in result.samples)
-    return 1 if errors or not all(u.ok for u in result.updates) or not result.samples else 0
+    caught_up = result.generations[1] - result.generations[0] == len(result.updates)
+    return 1 if errors or not all(u.ok for u in result.updates) or not result.samples or not caught_up else 0
 
 
 if __name__ == "__main__":
