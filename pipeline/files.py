@@ -120,7 +120,6 @@ def read_parquet(path: str | Path, what: str, *, data: Any = None) -> Any:
     if data is None and not Path(path).is_file():
         raise FileNotFoundError(f"{what} missing: {path}")
     try:
-        return pq.read_table(pa.BufferReader(data), memory_map=True) if data is not None else \
-            pq.read_table(str(path), memory_map=True)
+        return pq.read_table(pa.BufferReader(data) if data is not None else str(path), memory_map=True)
     except (pa.ArrowException, OSError) as e:
         raise ValueError(f"{what} {path} is damaged (truncated or not a parquet file)") from e

@@ -55,7 +55,7 @@ def update_index(
         current = Manifest.read(index_dir)
         if (current.encoders, current.anchors, current.projector) != (manifest.encoders, manifest.anchors,
                                                                         manifest.projector):
-            raise ValueError(f"{index_dir} was re-anchored since it was loaded; load it again and retry")
+            raise ValueError(f"{index_dir} was re-anchored or rebuilt since it was loaded; load it again and retry")
         shards = open_shards(index_dir)
         stored = set(read_parquet(index_dir / items_file("image"), "image item table").column("id").to_pylist())
         remove = set(remove)
