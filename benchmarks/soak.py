@@ -222,7 +222,9 @@ def tables(b: SoakBench, result: SoakResult) -> list[Table]:
     failed = [u for u in result.updates if not u.ok]
     notes = [
         f"{len(result.samples)} requests in {result.wall_s:.0f} s, {errors} errors" + (f" {kinds}" if kinds else ""),
-        f"server RSS after warm-up {start:.0f} MiB, at the end {last:.0f} MiB ({(last / start - 1) * 100:+.1f}%)",
+        f"server RSS after warm-up {start:.0f} MiB, at the end {last:.0f} MiB ({(last / start - 1) * 100:+.1f}%)"
+        + (f"; from the end of minute 1 (which holds the first reload) {rows[0][7]:.0f} MiB: "
+           f"{(last / rows[0][7] - 1) * 100:+.1f}%" if len(rows) > 1 else ""),
         f"p99 across minutes {min(p99):.0f}-{max(p99):.0f} ms (max/min {max(p99) / min(p99):.2f})",
         f"updates: {sum(u.ok for u in result.updates)} of {len(result.updates)} succeeded; each add or remove took "
         f"{fmt(min((u.seconds for u in result.updates), default=float('nan')))}-"
