@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .common import percentile
+from .common import ROOT, percentile
 
 # Varied short queries, cycled: repeated texts are fine, the server has no result cache.
 QUERIES = [
@@ -88,11 +88,24 @@ def _free_port() -> int:
 @contextmanager
 def local_server(index: Path, startup_timeout: float) -> Iterator[str]:
     """Run ``python -m pipeline serve`` on a free loopback port until the block ends."""
+    with server_process(index, startup_timeout) as (url, _):
+        yield url
+
+
+@contextmanager
+def server_process(
+    index: Path, startup_timeout: float, args: Sequence[str] = ()
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``python -m pipeline -q serve INDEX`` (plus ``args``) on a free loopback port: its URL and process.
+
+    The server imports this checkout's ``pipeline`` (PYTHONPATH), whatever is installed, and is stopped
+    when the block ends.
+    """
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "pipeline", "-q", "serve", str(index), "--host", "127.0.0.1", "--port", str(port)]
-    env = {**os.environ, "TQDM_DISABLE": "1"}
-    proc = subprocess.Popen(cmd, env=env)
+    cmd = [sys.executable, "-m", "pipeline", "-q", "serve", str(index), "--host", "127.0.0.1", "--port", str(port),
+           *args]
+    proc = subprocess.Popen(cmd, env=checkout_env())
     try:
         deadline = time.monotonic() + startup_timeout
         while True:
@@ -106,7 +119,7 @@ def local_server(index: Path, startup_timeout: float) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise SystemExit(f"load_test: the server was not ready after {startup_timeout:.0f} s")
             time.sleep(0.25)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:
@@ -114,6 +127,12 @@ def local_server(index: Path, startup_timeout: float) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def checkout_env() -> dict[str, str]:
+    """The environment for a ``python -m pipeline`` child: this checkout first on its path, no progress bars."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "TQDM_DISABLE": "1"}
 
 
 def run_load(url: str, *, requests: int, concurrency: int, k: int, deadline_s: float, request_timeout: float,

@@ -164,7 +164,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
-    serve(args.index_dir, host=args.host, port=args.port, device=args.device)
+    serve(args.index_dir, host=args.host, port=args.port, device=args.device, reload_every=args.reload_every or None)
     return 0
 
 
@@ -259,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("index_dir")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--reload-every", type=float, default=0.5, metavar="S",
+                   help="check for a new version of the index every S seconds and swap it in (0: never)")
     s.set_defaults(fn=cmd_serve)
     return p
 

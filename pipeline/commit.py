@@ -89,6 +89,7 @@ def publish(
         for m in MODALITIES:
             if tables[m].num_rows != indexes[m].ntotal:
                 raise RuntimeError(f"{m}: {indexes[m].ntotal} vectors but {tables[m].num_rows} item rows")
+        manifest.succeed(out)  # under the caller's lock for updates, so no two publishes take one generation
         (tmp / MANIFEST).write_text(manifest.to_json())
     logger.info("wrote index %s: %d images, %d captions in %d shards", out, indexes["image"].ntotal,
                 indexes["text"].ntotal, len(shards))

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .files import read_parquet
+from .files import map_file, read_parquet
 from .layout import SHARDS, THUMBNAILS
 from .shards import SHARD_META, list_shards
 
@@ -32,15 +32,20 @@ class Hit:
 
 
 class ItemTables:
-    """Row r of ``tables[m]`` describes vector r of modality m's FAISS index; lookups are built lazily, once."""
+    """Row r of ``tables[m]`` describes vector r of modality m's FAISS index; lookups are built lazily, once.
+
+    Every file is opened here, at load: a later lookup never reopens ``index_dir`` by name, since an update may
+    have replaced the directory by then (and its shard ``000001`` may hold other rows), so one loaded index
+    answers from one version only.
+    """
 
     def __init__(self, tables: dict[str, Any], index_dir: Path):
         self.tables, self.index_dir = tables, index_dir
         self._row_of_id: dict[str, int] | None = None
         self._image_row_of_text: np.ndarray | None = None
         self._lang_masks: dict[str, np.ndarray] = {}
-        self._thumbnail_shards: list[tuple[int, Path]] | None = None  # (first image row, shard dir)
-        self._thumbnail_tables: dict[Path, Any] = {}
+        self._thumbnail_shards = _map_thumbnails(index_dir)  # (first image row, shard's mapped file or None, path)
+        self._thumbnail_tables: dict[int, Any] = {}
 
     def hits(self, modality: str, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
         """Hits for one query's FAISS result (scores and rows, best first)."""
@@ -90,27 +95,31 @@ class ItemTables:
         return None if row is None else self.tables["image"].slice(row, 1).to_pylist()[0]
 
     def thumbnail(self, item_id: str) -> bytes | None:
-        """The stored PNG thumbnail of an item, or None; read from its shard, memory-mapped, on demand."""
-        import json
-
+        """The stored PNG thumbnail of an item, or None; decoded from its shard's mapped file on demand."""
         row = self.row_of(item_id)
-        if self._thumbnail_shards is None:
-            self._thumbnail_shards, first = [], 0
-            for path in list_shards(self.index_dir / SHARDS):
-                self._thumbnail_shards.append((first, path))
-                first += json.loads((path / SHARD_META).read_text())["counts"]["image"]
         if row is None or not self._thumbnail_shards:
             return None
-        first, path = self._thumbnail_shards[int(np.searchsorted([f for f, _ in self._thumbnail_shards], row,
-                                                                  side="right")) - 1]
-        if path not in self._thumbnail_tables:
-            file = path / THUMBNAILS
-            self._thumbnail_tables[path] = read_parquet(file, "thumbnail table") if file.is_file() else None
-        table = self._thumbnail_tables[path]
+        i = int(np.searchsorted([f for f, _, _ in self._thumbnail_shards], row, side="right")) - 1
+        first, data, path = self._thumbnail_shards[i]
+        if i not in self._thumbnail_tables:
+            self._thumbnail_tables[i] = None if data is None else read_parquet(path, "thumbnail table", data=data)
+        table = self._thumbnail_tables[i]
         if table is None or row - first >= table.num_rows:
             return None
         rec = table.slice(row - first, 1).to_pylist()[0]
         return rec["png"] if rec["id"] == item_id else None
+
+
+def _map_thumbnails(index_dir: Path) -> list[tuple[int, Any, Path]]:
+    """Each shard's first image row, its thumbnail file mapped now (None if it has none), and that file's path."""
+    import json
+
+    out, first = [], 0
+    for path in list_shards(index_dir / SHARDS):
+        file = path / THUMBNAILS
+        out.append((first, map_file(file) if file.is_file() else None, file))
+        first += json.loads((path / SHARD_META).read_text())["counts"]["image"]
+    return out
 
 
 def _take(table: Any, rows: np.ndarray) -> Any:

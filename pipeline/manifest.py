@@ -30,8 +30,9 @@ class Manifest:
     package_version: str  # relspace version that wrote it
     config: dict[str, Any] = field(default_factory=dict)  # the full config that built it
     stored_by: dict[str, dict[str, Any]] = field(default_factory=dict)  # modality -> encoder of the stored vectors
-    history: list[dict[str, Any]] = field(default_factory=list)  # re-anchoring events, oldest first
+    history: list[dict[str, Any]] = field(default_factory=list)  # update and re-anchoring events, oldest first
     format_version: int = FORMAT_VERSION  # bumped when the directory layout changes
+    generation: int = 0  # +1 on every publish of this directory (build, add, remove, reanchor); 0 in older indexes
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False, default=str)
@@ -59,6 +60,17 @@ class Manifest:
         if missing:
             raise ValueError(f"{path} lacks the required field {missing[0]!r}; the index is damaged: rebuild it")
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def succeed(self, index_dir: str | Path) -> None:
+        """Take the generation after the one at ``index_dir`` (if any), so a directory's generations only grow.
+
+        A server tags each answer with the generation that gave it; a rebuild over an index continues its count.
+        """
+        try:
+            stored = json.loads((Path(index_dir) / MANIFEST).read_text()).get("generation", 0)
+        except (OSError, ValueError, AttributeError):  # no index there yet, or one too damaged to count on
+            stored = 0
+        self.generation = max(self.generation, stored if isinstance(stored, int) else 0) + 1
 
     @property
     def spaces(self) -> list[SpaceKey]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .anchors import AnchorSet
 from .encoders import Encoder, create_encoder
-from .files import atomic_directory, link_tree
+from .files import atomic_directory, index_lock, link_tree
 from .layout import ANCHORS, PROJECTORS
 from .manifest import MANIFEST, Manifest
 from .relative import RelativeProjector, save_projectors
@@ -89,10 +89,17 @@ def reanchor(
     new_manifest.encoders[str(key)] = encoder.info.to_dict()
     new_manifest.history.append({"op": "reanchor", "modality": str(key), "from": old["spec"], "to": encoder.spec,
                                  "anchors": len(anchors)})
-    with atomic_directory(out) as tmp:
-        link_tree(index_dir, tmp, skip={PROJECTORS, MANIFEST})
-        save_projectors(tmp / PROJECTORS, new_projectors)
-        (tmp / MANIFEST).write_text(new_manifest.to_json())
+    # Under the writers' lock, and only over the version it was derived from: an add or remove published since
+    # the caller loaded ``manifest`` would otherwise be copied in under this manifest's old counts.
+    with index_lock(index_dir):
+        if Manifest.read(index_dir).generation != manifest.generation:
+            raise ValueError(f"{index_dir} changed since it was loaded (an add, remove or reanchor was published); "
+                             "load it again and retry")
+        with atomic_directory(out) as tmp:
+            link_tree(index_dir, tmp, skip={PROJECTORS, MANIFEST})
+            save_projectors(tmp / PROJECTORS, new_projectors)
+            new_manifest.succeed(out)
+            (tmp / MANIFEST).write_text(new_manifest.to_json())
     logger.info("re-anchored %s: %s -> %s on %d anchors, written to %s", key, old["spec"], encoder.spec,
                 len(anchors), out)
     return new_manifest, new_projectors, encoder

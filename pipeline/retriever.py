@@ -128,7 +128,9 @@ class Retriever:
         manifest.check_counts(index_dir, {m: indexes[m].ntotal for m in MODALITIES},
                               {m: items[m].num_rows for m in MODALITIES})
         logger.info("loaded index %s (%s)", index_dir, ", ".join(f"{m}: {indexes[m].ntotal}" for m in MODALITIES))
-        return cls(index_dir, manifest, projectors, indexes, items, encoders=_encoders, device=device, limits=limits)
+        # Loaded encoders carry over only where the index still names them (a reanchor may have replaced one).
+        kept = {k: e for k, e in (_encoders or {}).items() if manifest.encoders.get(str(k), {}).get("spec") == e.spec}
+        return cls(index_dir, manifest, projectors, indexes, items, encoders=kept, device=device, limits=limits)
 
     # -- queries --------------------------------------------------------------------------------------
 

@@ -50,6 +50,12 @@ def update_index(
             id is not in the index. Nothing is written then.
     """
     with index_lock(index_dir):
+        # Another writer may have published since the caller loaded ``manifest``: build on what is on disk,
+        # so its history entry and generation are kept, unless it changed what the projection depends on.
+        current = Manifest.read(index_dir)
+        if (current.encoders, current.anchors, current.projector) != (manifest.encoders, manifest.anchors,
+                                                                        manifest.projector):
+            raise ValueError(f"{index_dir} was re-anchored or rebuilt since it was loaded; load it again and retry")
         shards = open_shards(index_dir)
         stored = set(read_parquet(index_dir / items_file("image"), "image item table").column("id").to_pylist())
         remove = set(remove)
@@ -83,7 +89,7 @@ def update_index(
                     refill(index, [*kept, *added], m)
                 else:
                     add_blocks(index, blocks(added, m), desc=f"FAISS add ({m})")
-            new = copy.deepcopy(manifest)
+            new = copy.deepcopy(current)
             new.history.append({"op": "update", "added": len(new_ids), "removed": len(remove),
                                 "upserted": len(present), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
             languages = [s.lang for s in manifest.spaces if s.lang]

@@ -10,7 +10,7 @@ import pytest
 
 MODULES = ["benchmarks", "benchmarks.common", "benchmarks.image", "benchmarks.workers", "benchmarks.text",
            "benchmarks.query", "benchmarks.index", "benchmarks.load_test", "benchmarks.reanchor",
-           "benchmarks.scale", "benchmarks.resume", "benchmarks.__main__"]
+           "benchmarks.scale", "benchmarks.resume", "benchmarks.soak", "benchmarks.__main__"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -138,3 +138,22 @@ def test_scale_phases_build_an_auto_index_under_a_tiny_budget_and_serve_it(tmp_p
     served = phase_serve(b, tmp_path / "index")
     assert 0 < served["p50_ms"] <= served["p99_ms"]
 
+
+
+def test_soak_smoke_run_on_the_small_index(small_index, tmp_path, capsys):
+    """A short soak for real: a server process, mixed queries, one add and one remove by the CLI, no errors."""
+    from benchmarks.soak import main
+
+    out = tmp_path / "soak.json"
+    rc = main(["--index", str(small_index), "--minutes", "0.3", "--concurrency", "2", "--update-every", "30",
+               "--warmup", "3", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert "| minute | requests | errors | p50 ms | p99 ms | generations | updates | server RSS MiB |" in printed
+    res = json.loads(out.read_text())
+    (row,) = res["table"]["rows"]
+    assert row[1] > 0 and row[2] == 0  # requests, errors
+    assert [u["op"] for u in res["updates"]] == ["add", "remove"] and all(u["ok"] for u in res["updates"])
+    start, end = res["generations"]
+    assert end == start + 2  # the running server took in the add's version and then the remove's
+    assert all(rss > 0 for _, rss in res["rss_mib"])

@@ -192,7 +192,7 @@ def test_traversal_ids_are_plain_unknown_keys(client, raw, suffix):
 def test_health(client):
     res = client.get("/health")
     assert res.status_code == 200
-    assert res.json() == {"status": "ok", "counts": {"image": 160, "text": 320}}
+    assert res.json() == {"status": "ok", "generation": 1, "counts": {"image": 160, "text": 320}}
 
 
 def test_info(client, small_retriever):

@@ -22,19 +22,20 @@ __all__ = ["Limits", "create_app", "serve"]
 logger = logging.getLogger(__name__)
 
 
-def create_app(retriever: Retriever, *, limits: Limits | None = None) -> FastAPI:
+def create_app(retriever: Retriever, *, limits: Limits | None = None, reload_every: float | None = None) -> FastAPI:
     """Build the FastAPI app around a loaded Retriever (see :func:`pipeline.serve.app.create_app`).
 
     Args:
         retriever: the loaded index, shared by all requests.
         limits: request bounds; default the retriever's own (:class:`Limits()` unless it was given others).
+        reload_every: seconds between checks for a new version of the index on disk; None never reloads.
 
     Returns:
         The app, ready for uvicorn or ``fastapi.testclient.TestClient``.
     """
     from .app import create_app as _create_app
 
-    return _create_app(retriever, limits=limits)
+    return _create_app(retriever, limits=limits, reload_every=reload_every)
 
 
 def serve(
@@ -47,6 +48,7 @@ def serve(
     max_connections: int = 64,
     warm: bool = True,
     log_level: str | None = None,
+    reload_every: float | None = 0.5,
 ) -> None:
     """Load an index once and serve it with uvicorn until interrupted.
 
@@ -63,6 +65,9 @@ def serve(
         warm: load both encoders and run one query of each kind before accepting requests.
         log_level: uvicorn's log level (access lines show at "info"); default follows the ``pipeline``
             logger, so ``relspace -q serve`` is quiet.
+        reload_every: seconds between checks for a new version published by ``relspace add``, ``remove``
+            or ``reanchor`` (a ``stat``); it is loaded in the background and swapped in without a restart.
+            None or 0 serves the version loaded at start until the process ends.
     """
     import uvicorn
 
@@ -73,7 +78,7 @@ def serve(
     retriever = Retriever.load(index_dir, device=device, limits=limits)
     if warm:
         warm_up(retriever)
-    app = create_app(retriever, limits=limits)
+    app = create_app(retriever, limits=limits, reload_every=reload_every)
     if not _is_loopback(host):
         logger.warning("serving on %s: anyone who can reach this address can query the index (no auth)", host)
     logger.info("serving %s on http://%s:%d (docs at /docs)", index_dir, host, port)

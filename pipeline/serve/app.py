@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,12 +36,14 @@ PAGE_CSP = (
 )
 
 
-def create_app(retriever: Retriever, *, limits: Limits | None = None) -> FastAPI:
+def create_app(retriever: Retriever, *, limits: Limits | None = None, reload_every: float | None = None) -> FastAPI:
     """Build the HTTP app around one loaded Retriever.
 
     Args:
         retriever: the loaded index; shared by every request (see :class:`SearchEngine`).
         limits: request bounds; default the retriever's own ``limits``.
+        reload_every: while the app runs, check this often (seconds) for a new version of the index
+            published by ``relspace add``/``remove``/``reanchor`` and swap it in; None never reloads.
 
     Returns:
         A FastAPI app: ``POST /search``, ``GET /items/{id}``, ``GET /items/{id}/image``, ``GET /health``,
@@ -49,7 +53,17 @@ def create_app(retriever: Retriever, *, limits: Limits | None = None) -> FastAPI
     engine = SearchEngine(retriever, limits)
     page_dir = static_dir()
 
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if reload_every:
+            engine.watch(reload_every)
+        try:
+            yield
+        finally:
+            engine.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="relspace",
         version=__version__,
         description="Cross-modal text-image search through relative representations.",

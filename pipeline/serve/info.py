@@ -54,6 +54,7 @@ def public_info(retriever: Retriever, limits: Limits) -> dict[str, Any]:
     attribution = source_attribution(source)
     return {
         "version": __version__,
+        "generation": m.generation,  # the index version being served; it grows with every add, remove, reanchor
         "manifest": {
             "encoders": {key: {"spec": public_spec(rec["spec"]), "dim": rec["dim"]} for key, rec in m.encoders.items()},
             "anchors": {"count": m.anchors.get("count")},

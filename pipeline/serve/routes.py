@@ -28,7 +28,7 @@ from .schemas import SEARCH_BODY, SEARCH_ERRORS, ErrorOut, HitOut, ItemOut, Quer
 
 logger = logging.getLogger(__name__)
 
-# Thumbnails change only when the index is rebuilt, which means a restart; an hour of caching is safe.
+# An item's thumbnail changes only if the item is replaced (``add --upsert``); an hour of staleness is accepted.
 THUMBNAIL_CACHE = "public, max-age=3600"
 # Upload types the browser may declare besides image/*: unknown files arrive as octet-stream.
 GENERIC_TYPES = frozenset({"", "application/octet-stream"})
@@ -147,13 +147,14 @@ async def search(request: Request, engine: EngineDep) -> SearchResponse:
     Multipart: an ``image`` file and optional ``k``, ``target``, ``result_lang`` fields.
     """
     fields, data = await read_query(request, engine.limits)
+    retriever = engine.retriever  # one version answers the whole request, even if a reload swaps in another
     # Checked before the upload is decoded, so a bad query costs no decode; an image stands in for now.
-    query = engine.check(Query(**fields.model_dump(), image=data))
+    query = engine.check(Query(**fields.model_dump(), image=data), retriever)
 
     def run() -> tuple[list[Hit], float]:
         t0 = time.perf_counter()
         image = decode_upload(data, engine.limits) if data is not None else None  # outside the encoder lock
-        hits = engine.search(replace(query, image=image))
+        hits = engine.search(replace(query, image=image), retriever)
         return hits, (time.perf_counter() - t0) * 1000.0
 
     try:
@@ -163,7 +164,6 @@ async def search(request: Request, engine: EngineDep) -> SearchResponse:
     except ValueError as e:  # the Retriever refusing a query the rules above did not foresee
         raise ApiError(400, str(e)) from e
     logger.debug("search %s -> %s k=%d: %d hits in %.1f ms", query.modality, query.target, query.k, len(hits), took_ms)
-    retriever = engine.retriever
     return SearchResponse(
         hits=[
             HitOut(**{**h.to_dict(), "metadata": _jsonable(h.metadata)}, thumbnail=_thumbnail_url(retriever, h.id))
@@ -173,6 +173,7 @@ async def search(request: Request, engine: EngineDep) -> SearchResponse:
         query=QueryOut(
             modality=query.modality, target=query.target, k=query.k, lang=query.lang, result_lang=query.result_lang
         ),
+        generation=retriever.manifest.generation,
     )
 
 
@@ -211,7 +212,7 @@ def item(item_id: str, retriever: RetrieverDep) -> ItemOut:
 
 @router.get("/health", summary="Liveness: the index is loaded")
 def health(retriever: RetrieverDep) -> dict[str, Any]:
-    return {"status": "ok", "counts": counts(retriever)}
+    return {"status": "ok", "generation": retriever.manifest.generation, "counts": counts(retriever)}
 
 
 @router.get("/info", summary="Version, encoders, languages, counts, request limits and attribution")

@@ -62,6 +62,7 @@ class SearchResponse(BaseModel):
     hits: list[HitOut]
     took_ms: float = Field(description="server time for decoding, encoding and searching, in milliseconds")
     query: QueryOut
+    generation: int = Field(0, description="the index version that answered (its manifest generation)")
 
 
 class ItemOut(BaseModel):
