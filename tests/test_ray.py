@@ -1,6 +1,7 @@
 """The Ray engine on a local cluster: its builds and adds equal the local engine's, and survive a killed actor.
 
-On CI a missing Ray fails the run instead of skipping: these tests are part of what CI checks.
+With ``$RELSPACE_REQUIRE_RAY`` or ``$CI`` set (``.ci/run`` sets the first) a missing Ray fails the run
+instead of skipping it: these tests are part of what CI checks.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,7 +24,7 @@ from pipeline.config import load_config
 from pipeline.data import load_data
 from pipeline.engines import make_engine
 from pipeline.layout import SHARDS, index_file, items_file
-from pipeline.shards import list_shards, open_shards
+from pipeline.shards import SHARD_META, list_shards, open_shards
 from pipeline.spaces import MODALITIES
 
 from .conftest import SMALL_ITEMS
@@ -29,7 +32,7 @@ from .conftest import SMALL_ITEMS
 ROOT = Path(__file__).resolve().parents[1]
 N_QUERIES = 50
 
-if os.environ.get("CI") and not os.environ.get("RELSPACE_ALLOW_NO_RAY"):
+if os.environ.get("RELSPACE_REQUIRE_RAY") or os.environ.get("CI"):
     import ray  # noqa: F401  (CI installs relspace[ray]: a missing Ray is an error there, never a skip)
 else:
     ray = pytest.importorskip("ray")
@@ -169,3 +172,28 @@ def test_a_killed_actor_is_replaced_and_the_build_completes(ray_cluster, small_c
     with pytest.raises(ProcessLookupError):  # the killed process is gone: its shard was redone elsewhere
         os.kill(workers[0], 0)
     _assert_same_index(small_index, out, same_shards=False)  # and the result is the local build's
+
+
+def test_a_build_whose_driver_dies_resumes_from_its_finished_shards(ray_cluster, small_config, small_index, tmp_path):
+    """SIGKILL a ``relspace build --engine ray`` (its driver and its own cluster); the next build keeps its shards."""
+    cfg = load_config(small_config, shard_size=20)
+    path = tmp_path / "small.yaml"
+    cfg.save(path)
+    out = tmp_path / "driver-killed"
+    shards = partial_dir(out) / SHARDS
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "-q", "build", str(path), "--out", str(out),
+                             "--engine", "ray", "--num-actors", "2"], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while not (shards.is_dir() and len(list_shards(shards)) >= 2):
+        assert proc.poll() is None, f"the build ended before it could be killed: {proc.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline, "no shard was written in 10 minutes"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = {p.name: (p / SHARD_META).stat().st_mtime_ns for p in list_shards(shards)}
+    assert not out.exists() and 2 <= len(done) < 8
+
+    Retriever.build(cfg, out, engine="ray")
+    assert {name: (out / SHARDS / name / SHARD_META).stat().st_mtime_ns for name in done} == done  # kept, not redone
+    _assert_same_index(small_index, out, same_shards=False)
