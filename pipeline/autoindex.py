@@ -13,7 +13,7 @@ import gc
 import logging
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -92,7 +92,8 @@ def recall_at_k(blocks: Sequence[np.ndarray], xq: np.ndarray, I: np.ndarray, D_g
 
 
 def choose_index(
-    blocks: Sequence[np.ndarray], queries: np.ndarray, budget: IndexBudget, *, train_size: int = 100_000, seed: int = 0
+    blocks: Sequence[np.ndarray], queries: np.ndarray, budget: IndexBudget, *, train_size: int = 100_000, seed: int = 0,
+    add: Callable[..., None] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Build the most exact index that meets ``budget``, with its tuned search parameters applied.
 
@@ -102,6 +103,7 @@ def choose_index(
         budget: memory, latency and recall to meet.
         train_size: at most this many rows train an index that needs training.
         seed: seed of the training sample.
+        add: what fills each trained candidate (see :func:`~pipeline.index.build_faiss`).
 
     Returns:
         The populated index and the manifest record: key (factory string), name, params, bytes, p50_ms,
@@ -110,7 +112,7 @@ def choose_index(
     Raises:
         BudgetError: no candidate meets the budget; the message names it and each candidate's reason.
     """
-    rows, index = _walk(blocks, queries, budget, train_size, seed, stop_first=True)
+    rows, index = _walk(blocks, queries, budget, train_size, seed, stop_first=True, add=add)
     if index is None:
         reasons = "; ".join(f"{r['name']}: {r['reason']}" for r in rows)
         raise BudgetError(f"no FAISS index meets {budget.describe()} on {_n(blocks):,} vectors ({reasons}); "
@@ -132,7 +134,8 @@ def evaluate_candidates(
 
 
 def _walk(
-    blocks: Sequence[np.ndarray], xq: np.ndarray, budget: IndexBudget, train_size: int, seed: int, stop_first: bool
+    blocks: Sequence[np.ndarray], xq: np.ndarray, budget: IndexBudget, train_size: int, seed: int, stop_first: bool,
+    add: Callable[..., None] | None = None,
 ) -> tuple[list[dict[str, Any]], Any]:
     blocks = list(blocks)
     n = _n(blocks)
@@ -148,7 +151,7 @@ def _walk(
             logger.info("auto index: %s skipped: %s", cand.name, row["reason"])
             continue
         t0 = time.perf_counter()
-        index = build_faiss(blocks, row["key"], train_size, seed)
+        index = build_faiss(blocks, row["key"], train_size, seed, add)
         row["build_s"] = round(time.perf_counter() - t0, 3)
         row["bytes"] = _serialized_bytes(index)
         if budget.max_memory is not None and row["bytes"] > budget.max_memory:

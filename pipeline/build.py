@@ -20,6 +20,7 @@ from .config import Config
 from .data import BadRow, cache_dir, caption_rows, captions, load_data
 from .embed import embed_dataset, pool_captions
 from .encoders import Encoder, check_spec, make_encoder
+from .engines import Engine
 from .hashing import hash_arrays
 from .layout import ANCHORS, CONFIG, PROJECTORS, SHARDS, SKIPPED
 from .manifest import Manifest
@@ -60,12 +61,13 @@ def check_config(cfg: Config) -> None:
 
 
 def build_index(
-    cfg: Config, out: Path, *, device: str | None = None, resume: bool | None = None
+    cfg: Config, out: Path, *, device: str | None = None, resume: bool | None = None, engine: Engine | None = None
 ) -> dict[SpaceKey, Encoder]:
     """Write a complete index for ``cfg`` to ``out``, shard by shard; returns the encoders for reuse.
 
     Shards go to ``.<name>.partial/`` beside ``out`` as they finish. A build that stops resumes from them
     when run again (``resume=None``, the default); ``resume=True`` insists on it and ``False`` starts over.
+    ``engine`` runs the shards and the FAISS adds (default: this process; see :mod:`pipeline.engines`).
     """
     check_config(cfg)
     if cfg.shard_size < 1:
@@ -82,9 +84,9 @@ def build_index(
     projection = Projection(encoders, projectors, cfg.data.languages, anchors.hash, cfg.batch_size,
                             cfg.index.thumbnails, cache_dir(cfg.data) / "embeddings")
     with timed("embedding and projecting"):
-        shards = write_shards(ds, work / SHARDS, projection, shard_size=cfg.shard_size)
+        shards = write_shards(ds, work / SHARDS, projection, shard_size=cfg.shard_size, engine=engine)
     with timed("building FAISS"):
-        indexes, chosen = build_indexes(shards, cfg.index, cfg.anchors.seed)
+        indexes, chosen = build_indexes(shards, cfg.index, cfg.anchors.seed, add=engine.add if engine else None)
     infos = {str(key): e.info.to_dict() for key, e in encoders.items()}
     manifest = Manifest(
         encoders=infos,

@@ -54,7 +54,7 @@ def _print_hits(hits: list[Any], as_json: bool) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     from . import Retriever
 
-    r = Retriever.build(args.config, args.out, device=args.device, resume=args.resume)
+    r = Retriever.build(args.config, args.out, device=args.device, resume=args.resume, engine=_engine(args))
     counts = r.manifest.counts
     skipped = f"; {counts['skipped']} bad rows skipped (listed in {r.index_dir / SKIPPED})" if counts["skipped"] else ""
     print(f"built {r.index_dir}: {counts['image']} images, {counts['text']} captions, "
@@ -67,10 +67,29 @@ def cmd_add(args: argparse.Namespace) -> int:
 
     r = Retriever.load(args.index_dir, device=args.device)
     before = r.manifest.counts["items"]
-    r.add(args.config, upsert=args.upsert)
+    r.add(args.config, upsert=args.upsert, engine=_engine(args))
     print(f"added to {r.index_dir}: {r.manifest.history[-1]['added']} items ({r.manifest.history[-1]['upserted']} "
           f"replaced); now {r.manifest.counts['items']} items (was {before}), {r.manifest.counts['text']} captions")
     return 0
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from .engines import make_engine
+
+    return make_engine(args.engine, address=args.address, num_actors=args.num_actors, actor_cpus=args.actor_cpus,
+                       actor_gpus=args.actor_gpus)
+
+
+def _engine_options(s: argparse.ArgumentParser) -> None:
+    """--engine and the Ray options, shared by build and add."""
+    s.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="where shards are embedded and FAISS filled: this process, or a Ray cluster")
+    g = s.add_argument_group("ray engine (pip install 'relspace[ray]')")
+    g.add_argument("--address", default=None, help="Ray cluster to join (e.g. auto); default: $RAY_ADDRESS or a "
+                                                   "new local cluster")
+    g.add_argument("--num-actors", type=int, default=None, help="encoder actors (default: sized from the cluster)")
+    g.add_argument("--actor-cpus", type=float, default=None, help="CPUs per actor (default 1)")
+    g.add_argument("--actor-gpus", type=float, default=None, help="GPUs per actor (default: 1 if the cluster has any)")
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
@@ -186,12 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "fail if there is none")
     again.add_argument("--fresh", dest="resume", action="store_const", const=False,
                        help="discard a stopped build's shards and start over")
+    _engine_options(s)
     s.set_defaults(fn=cmd_build)
 
     s = sub.add_parser("add", help="add the items of a config's data section to an index (no rebuild)")
     s.add_argument("index_dir")
     s.add_argument("config", help="YAML config whose data section names the new items; the rest is ignored")
     s.add_argument("--upsert", action="store_true", help="replace items whose id is already in the index")
+    _engine_options(s)
     s.set_defaults(fn=cmd_add)
 
     s = sub.add_parser("remove", help="remove items from an index by id")

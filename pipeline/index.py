@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +18,19 @@ MAPPED = "relspace_mapped_from"  # attribute read_faiss sets on a memory-mapped 
 
 
 def build_faiss(
-    xb: np.ndarray | Sequence[np.ndarray], factory: str = "Flat", train_size: int = 100_000, seed: int = 0
+    xb: np.ndarray | Sequence[np.ndarray],
+    factory: str = "Flat",
+    train_size: int = 100_000,
+    seed: int = 0,
+    add: Callable[..., None] | None = None,
 ) -> Any:
     """Create an inner-product FAISS index from a factory string, train it if needed, and add the vectors.
 
     ``xb`` is one matrix or a sequence of blocks (e.g. memory-mapped shards) added in order, so that a
     million-row index never needs the rows in one array: memory is the index plus one block. Inner
     product on L2-normalised relative vectors is cosine similarity, so every factory uses
-    ``METRIC_INNER_PRODUCT``.
+    ``METRIC_INNER_PRODUCT``. ``add(index, blocks, desc=...)`` fills the trained index (default
+    :func:`add_blocks`, here; an engine may add the blocks on its workers and merge).
     """
     blocks = [xb] if isinstance(xb, np.ndarray) else list(xb)
     dim = blocks[0].shape[1] if blocks else 0
@@ -36,7 +41,7 @@ def build_faiss(
             raise ValueError(f"FAISS index {factory!r} needs training vectors, but there are none")
         logger.info("training FAISS %s on %d vectors", factory, len(sample))
         index.train(sample)
-    add_blocks(index, blocks, desc=f"FAISS add ({factory})")
+    (add or add_blocks)(index, blocks, desc=f"FAISS add ({factory})")
     return index
 
 

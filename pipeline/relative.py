@@ -19,10 +19,12 @@ K = TypeVar("K")  # a projector's name: a string or a SpaceKey, written as str()
 # Rows are projected in chunks so that a million-item transform never holds n x m float64 at once.
 CHUNK = 16_384
 EPS = 1e-12
-# Up to this many rows (a query), BLAS runs on one thread: the products take well under a millisecond,
-# while a threaded call leaves BLAS workers spinning that then steal a core from the next encoder
-# forward (benchmarks/README.md: query p50 2.2-2.6x the bare path on 2 cores, 1.09x with this).
-SMALL_BATCH = 64
+# BLAS runs on one thread in every transform. Its results depend on its thread count (by ~1e-6, which
+# the ridge coder can amplify past 1e-5), so a fixed count makes the relative vectors the same in any
+# process, on any engine and core count: a Ray actor's shard equals the local build's. The products are
+# small beside an encoder forward. For queries it also avoids BLAS workers spinning after a threaded call,
+# which took a core from the next encoder forward (benchmarks/README.md: query p50 2.2-2.6x the bare path
+# on 2 cores, 1.09x on one thread).
 
 
 @functools.lru_cache(maxsize=1)
@@ -32,8 +34,8 @@ def _blas_controller() -> Any:
     return ThreadpoolController()
 
 
-def _blas_threads_for(n: int) -> contextlib.AbstractContextManager[Any]:
-    return _blas_controller().limit(limits=1, user_api="blas") if n <= SMALL_BATCH else contextlib.nullcontext()
+def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -146,7 +148,7 @@ class RelativeProjector:
         x = np.asarray(x, dtype=np.float32)
         self._check_fitted(x)
         out = np.empty((len(x), self.num_anchors), dtype=np.float32)
-        with _blas_threads_for(len(x)):
+        with _one_blas_thread():
             for start in range(0, len(x), CHUNK):
                 out[start : start + CHUNK] = self._transform_chunk(x[start : start + CHUNK])
         return out

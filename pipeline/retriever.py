@@ -14,6 +14,7 @@ from .build import build_index
 from .config import Config, ProjectorConfig, from_dict, load_config
 from .data.images import load_image
 from .encoders import Encoder, create_encoder
+from .engines import Engine, make_engine
 from .files import read_parquet
 from .index import read_faiss, search_faiss
 from .items import Hit, ItemTables
@@ -66,6 +67,7 @@ class Retriever:
         *,
         device: str | None = None,
         resume: bool | None = None,
+        engine: str | Engine | None = None,
     ) -> Retriever:
         """Embed the configured data, fit the relative projectors on the anchors and write an index.
 
@@ -78,13 +80,15 @@ class Retriever:
             device: torch device for the encoders; default the config's, else CUDA when available.
             resume: None continues a stopped build of ``out_dir`` from its finished shards when there is
                 one; True requires one; False starts over.
+            engine: where the shards and FAISS adds run: ``"local"`` (default), ``"ray"``, or an engine
+                instance such as ``RayEngine(address=..., num_actors=...)`` (:mod:`pipeline.engines`).
 
         Returns:
             The loaded Retriever for the new index.
         """
         cfg = load_config(config)
         out = Path(out_dir) if out_dir is not None else Path("indexes") / cfg.name
-        encoders = build_index(cfg, out, device=device or cfg.device, resume=resume)
+        encoders = build_index(cfg, out, device=device or cfg.device, resume=resume, engine=make_engine(engine))
         return cls.load(out, device=device or cfg.device, _encoders=encoders)
 
     @classmethod
@@ -271,13 +275,16 @@ class Retriever:
 
     # -- updates --------------------------------------------------------------------------------------
 
-    def add(self, config: str | Path | Config, *, upsert: bool = False) -> Retriever:
+    def add(
+        self, config: str | Path | Config, *, upsert: bool = False, engine: str | Engine | None = None
+    ) -> Retriever:
         """Add the items of ``config``'s data section, projected as a build of this index would, and reload.
 
         An id already in the index is refused, naming it, unless ``upsert`` replaces that item (:mod:`.update`).
+        ``engine`` is as in :meth:`build`.
         """
         add_data(self.index_dir, self.manifest, load_config(config), self.projectors,
-                 lambda s: self.encoder(s.modality, s.lang), upsert=upsert)
+                 lambda s: self.encoder(s.modality, s.lang), upsert=upsert, engine=make_engine(engine))
         return self._reload()
 
     def remove(self, ids: str | list[str]) -> Retriever:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -86,39 +86,81 @@ def source_fingerprint(ds: Any) -> str:
     return getattr(ds, "_fingerprint", None) or hash_arrays(*ds["id"])
 
 
-def write_shards(ds: Any, root: Path, projection: Projection, *, shard_size: int, first: int = 0) -> list[Shard]:
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard to make: its number and the source rows ``[start, stop)`` it holds."""
+
+    number: int
+    rows: tuple[int, int]
+
+
+class ShardRunner(Protocol):
+    """What runs the shard tasks: the local loop below, or an engine's workers (:mod:`pipeline.engines`)."""
+
+    def write_shards(self, ds: Any, root: Path, projection: Projection, tasks: Sequence[ShardTask],
+                     source: str) -> list[Shard]: ...
+
+
+def write_shards(
+    ds: Any, root: Path, projection: Projection, *, shard_size: int, first: int = 0,
+    engine: ShardRunner | None = None,
+) -> list[Shard]:
     """Project ``ds`` into shards ``first, first+1, ...`` under ``root``, keeping those already complete.
 
     A shard on disk is reused only if its files match its record and it was made from the same rows of the
-    same source on the same anchors; anything else is rebuilt, with a warning that says why.
+    same source on the same anchors; anything else is rebuilt, with a warning that says why. The shards
+    left to make run on ``engine`` (default: this process, one after another).
     """
     source, n = source_fingerprint(ds), len(ds)
     count = max(1, math.ceil(n / shard_size))
     root.mkdir(parents=True, exist_ok=True)
-    shards: list[Shard] = []
-    done_items, t0 = 0, time.perf_counter()
-    with progress(total=n, desc="shards", unit="item") as bar:
-        for s in range(count):
-            rows = (s * shard_size, min(n, (s + 1) * shard_size))
-            path = root / shard_name(first + s)
-            if path.exists():
-                try:
-                    shards.append(read_shard(path, source=source, anchors=projection.anchors, rows=rows))
-                    bar.update(rows[1] - rows[0])
-                    logger.info("shard %d/%d: complete, kept", s + 1, count)
-                    continue
-                except ShardError as e:
-                    logger.warning("%s; rebuilding it", e)
+    kept: list[Shard] = []
+    tasks: list[ShardTask] = []
+    for s in range(count):
+        task = ShardTask(first + s, (s * shard_size, min(n, (s + 1) * shard_size)))
+        path = root / shard_name(task.number)
+        if path.exists():
+            try:
+                kept.append(read_shard(path, source=source, anchors=projection.anchors, rows=task.rows))
+                continue
+            except ShardError as e:
+                logger.warning("%s; rebuilding it", e)
+        tasks.append(task)
+    if kept:
+        logger.info("%d of %d shards complete and kept; %d to make", len(kept), count, len(tasks))
+    run = engine.write_shards if engine is not None else project_here
+    made = run(ds, root, projection, tasks, source) if tasks else []
+    return sorted([*kept, *made], key=lambda shard: shard.path.name)
+
+
+def project_shard(ds: Any, root: Path, projection: Projection, task: ShardTask, source: str,
+                  *, show_progress: bool | None = False) -> Shard:
+    """Embed, project and write one shard: the unit of work of every engine."""
+    payload = projection.block(ds.select(range(*task.rows)), show_progress=show_progress)
+    return write_shard(root, task.number, payload, rows=task.rows, source=source, anchors=projection.anchors)
+
+
+def project_here(ds: Any, root: Path, projection: Projection, tasks: Sequence[ShardTask], source: str) -> list[Shard]:
+    """The shards made in this process, in order, with per-shard throughput and ETA: the local engine."""
+    total = sum(t.rows[1] - t.rows[0] for t in tasks)
+    shards, done, t0 = [], 0, time.perf_counter()
+    with progress(total=total, desc="shards", unit="item") as bar:
+        for i, task in enumerate(tasks):
             t = time.perf_counter()
-            payload = projection.block(ds.select(range(*rows)), show_progress=False if count > 1 else None)
-            shards.append(write_shard(root, first + s, payload, rows=rows, source=source, anchors=projection.anchors))
-            done_items += rows[1] - rows[0]
-            bar.update(rows[1] - rows[0])
-            rate = done_items / (time.perf_counter() - t0)
-            left = n - rows[1]
-            logger.info("shard %d/%d: %d items in %.1f s (%.1f items/s), ETA %s", s + 1, count, rows[1] - rows[0],
-                        time.perf_counter() - t, rate, _duration(left / rate))
+            shards.append(project_shard(ds, root, projection, task, source,
+                                        show_progress=False if len(tasks) > 1 else None))
+            size = task.rows[1] - task.rows[0]
+            done += size
+            bar.update(size)
+            log_shard(i + 1, len(tasks), size, time.perf_counter() - t, done, total, time.perf_counter() - t0)
     return shards
+
+
+def log_shard(i: int, count: int, items: int, seconds: float, done: int, total: int, elapsed: float) -> None:
+    """The per-shard progress line: items, throughput so far, and the time left at that rate."""
+    rate = done / max(elapsed, 1e-9)
+    logger.info("shard %d/%d: %d items in %.1f s (%.1f items/s), ETA %s", i, count, items, seconds, rate,
+                _duration((total - done) / rate))
 
 
 def thumbnail_table(ds: Any, side: int) -> Any:

@@ -22,6 +22,7 @@ from .commit import blocks, publish, refill
 from .config import Config
 from .data import cache_dir, load_data
 from .encoders import Encoder
+from .engines import Engine
 from .files import index_lock, link_tree, read_parquet
 from .index import add_blocks, read_faiss
 from .layout import SHARDS, index_file, items_file
@@ -42,8 +43,11 @@ def update_index(
     remove: Collection[str] = (),
     upsert: bool = False,
     shard_size: int = 10_000,
+    engine: Engine | None = None,
 ) -> Manifest:
     """Add the items of dataset ``add`` (projected by ``projection``) and remove the ids ``remove``, atomically.
+
+    ``engine`` embeds the new shards and fills the indexes (default: this process).
 
     Raises:
         ValueError: an added id is already in the index (without ``upsert``), or is given twice; a removed
@@ -81,14 +85,15 @@ def update_index(
             if add is not None and len(add):
                 assert projection is not None, "adding items needs the index's projection"
                 first = int(shards[-1].path.name) + 1 if shards else 0
-                added = write_shards(add, staging, projection, shard_size=shard_size, first=first)
+                added = write_shards(add, staging, projection, shard_size=shard_size, first=first, engine=engine)
             # read into memory: a memory-mapped index is read-only
             indexes = {m: read_faiss(index_dir / index_file(m), mmap=False) for m in MODALITIES}
+            fill = engine.add if engine is not None else add_blocks
             for m, index in indexes.items():
                 if remove:  # compaction: the trained index refilled from the kept shards, ids renumbered in order
-                    refill(index, [*kept, *added], m)
+                    refill(index, [*kept, *added], m, fill)
                 else:
-                    add_blocks(index, blocks(added, m), desc=f"FAISS add ({m})")
+                    fill(index, blocks(added, m), desc=f"FAISS add ({m})")
             new = copy.deepcopy(current)
             new.history.append({"op": "update", "added": len(new_ids), "removed": len(remove),
                                 "upserted": len(present), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
@@ -110,6 +115,7 @@ def add_data(
     encoder: Callable[[SpaceKey], Encoder],
     *,
     upsert: bool = False,
+    engine: Engine | None = None,
 ) -> Manifest:
     """Add the items named by ``cfg.data``, embedded by the index's encoders and projected by its projectors.
 
@@ -133,7 +139,7 @@ def add_data(
                             cfg.batch_size, built.get("index", {}).get("thumbnails", 0),
                             cache_dir(cfg.data) / "embeddings")
     return update_index(index_dir, manifest, add=ds, projection=projection, upsert=upsert,
-                        shard_size=built.get("shard_size", Config.shard_size))
+                        shard_size=built.get("shard_size", Config.shard_size), engine=engine)
 
 
 def _without(shard: Shard, remove: set[str], staging: Path) -> Shard | None:

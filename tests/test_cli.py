@@ -99,3 +99,27 @@ def test_search_huge_image_is_one_line_exit_2(small_index: Path, tmp_path: Path,
 def test_search_rules_as_the_api(small_index: Path, capsys, args: list[str], message: str) -> None:
     assert main(["-q", "search", str(small_index), *args]) == 2
     assert message in _error_line(capsys)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--engine", "local", "--num-actors", "2"], "the local engine has no option 'num_actors'"),
+    (["--engine", "local", "--address", "auto"], "the local engine has no option 'address'"),
+])
+def test_ray_options_need_the_ray_engine(small_config: Config, tmp_path: Path, capsys, args, message) -> None:
+    """Engine options are refused, by name, where the engine does not take them, before anything is built."""
+    path = tmp_path / "small.yaml"
+    small_config.save(path)
+    assert main(["build", str(path), "--out", str(tmp_path / "never"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+
+
+def test_engines_are_a_registry() -> None:
+    from pipeline.engines import ENGINES, make_engine
+
+    assert ENGINES.names() == ["local", "ray"]
+    with pytest.raises(ValueError, match="unknown engine 'spark'; known: local, ray"):
+        make_engine("spark")
+    engine = make_engine("ray", num_actors=3, actor_cpus=None)  # None options keep the defaults
+    assert (engine.num_actors, engine.actor_cpus) == (3, 1.0)
+    assert make_engine(engine) is engine

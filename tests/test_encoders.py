@@ -106,3 +106,16 @@ def test_registry_errors() -> None:
     with pytest.raises(ValueError, match="unknown modality"):
         create_encoder("minilm", "audio")
     assert resolve_spec("minilm").startswith("st:") and resolve_spec("st:x") == "st:x"
+
+
+def test_an_encoder_pickles_as_its_recipe_not_its_weights() -> None:
+    """What a Ray worker receives: a few hundred bytes that load the same model again, embedding alike."""
+    import pickle
+
+    enc = create_encoder("minilm", "text", "cpu")
+    blob = pickle.dumps(enc)
+    assert len(blob) < 2_000  # the spec and options, not 90 MB of weights
+    copy = pickle.loads(blob)
+    assert copy is not enc and copy.spec == enc.spec and copy.dim == enc.dim
+    texts = ["a red apple", "un cohete"]
+    assert np.allclose(copy.encode(texts), enc.encode(texts), atol=1e-6)

@@ -43,6 +43,13 @@ class Encoder(ABC):
     spec: str
     _dim: int
     _version: str
+    recipe: Any = None  # set by create_encoder: an encoder then pickles as its recipe (see EncoderRecipe)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickle as the recipe that loads the encoder again, never as its weights, when there is one."""
+        if self.recipe is not None:
+            return (self.recipe.create, ())
+        return super().__reduce_ex__(protocol)
 
     @property
     def dim(self) -> int:

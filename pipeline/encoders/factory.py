@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 # The built-in schemes and aliases register themselves on import; their heavy libraries load lazily.
@@ -77,17 +78,39 @@ def create_encoder(
         enc = backend(enc, cache_dir)
         how = f", {enc.backend}" if isinstance(enc, TorchImageEncoder) else ""
     enc.spec = spec
+    enc.recipe = EncoderRecipe(spec, modality, device, image_backend, cache_dir)
     logger.info("loaded %s encoder %s (dim %d%s)", modality, spec, enc.dim, how)
     return enc
 
 
 def make_encoder(cfg: Config, modality: Modality, spec: str | None = None, device: str | None = None) -> Encoder:
     """The configured encoder of ``modality`` (or ``spec`` instead), with the config's device and workers."""
-    enc = create_encoder(spec or getattr(cfg, f"{modality}_encoder"), modality, device or cfg.device,
-                         image_backend=cfg.image_backend, cache_dir=cfg.data.cache_dir)
-    if cfg.num_workers is not None and enc.modality == "image":
-        enc.num_workers = cfg.num_workers
-    return enc
+    return EncoderRecipe(spec or getattr(cfg, f"{modality}_encoder"), modality, device or cfg.device,
+                         cfg.image_backend, cfg.data.cache_dir, cfg.num_workers).create()
+
+
+@dataclass(frozen=True)
+class EncoderRecipe:
+    """How an encoder was made: what it pickles as, so another process (a Ray worker) loads its own copy.
+
+    Weights never cross a process boundary. ``device=None`` lets each process pick its own (a worker
+    given a GPU uses it), and the outputs do not depend on the backend, so the copies embed alike.
+    """
+
+    spec: str
+    modality: Modality
+    device: str | None = None
+    image_backend: str | None = None
+    cache_dir: str | None = None
+    num_workers: int | None = None  # image-decoding workers; None keeps the encoder's default
+
+    def create(self) -> Encoder:
+        enc = create_encoder(self.spec, self.modality, self.device, image_backend=self.image_backend,
+                             cache_dir=self.cache_dir)
+        if self.num_workers is not None and enc.modality == "image":
+            enc.num_workers = self.num_workers
+        enc.recipe = self
+        return enc
 
 
 def default_device() -> str:

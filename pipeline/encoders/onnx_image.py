@@ -270,4 +270,11 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """The cores this process may use: its CPU affinity, capped by ``OMP_NUM_THREADS`` where that is set.
+
+    Ray sets ``OMP_NUM_THREADS`` to an actor's CPUs, so two one-CPU actors on two cores run one ORT thread
+    each instead of two apiece fighting for them.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(cores, int(omp))) if omp.isdigit() and int(omp) > 0 else cores
