@@ -76,8 +76,8 @@ def cmd_add(args: argparse.Namespace) -> int:
 def _engine(args: argparse.Namespace) -> Any:
     from .engines import make_engine
 
-    return make_engine(args.engine, address=args.address, num_actors=args.num_actors, actor_cpus=args.actor_cpus,
-                       actor_gpus=args.actor_gpus)
+    return make_engine(args.engine, **{k: getattr(args, k) for k in ("address", "num_actors", "actor_cpus",
+                                                                      "actor_gpus")})
 
 
 def _engine_options(s: argparse.ArgumentParser) -> None:
@@ -85,11 +85,10 @@ def _engine_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="where shards are embedded and FAISS filled: this process, or a Ray cluster")
     g = s.add_argument_group("ray engine (pip install 'relspace[ray]')")
-    g.add_argument("--address", default=None, help="Ray cluster to join (e.g. auto); default: $RAY_ADDRESS or a "
-                                                   "new local cluster")
-    g.add_argument("--num-actors", type=int, default=None, help="encoder actors (default: sized from the cluster)")
-    g.add_argument("--actor-cpus", type=float, default=None, help="CPUs per actor (default 1)")
-    g.add_argument("--actor-gpus", type=float, default=None, help="GPUs per actor (default: 1 if the cluster has any)")
+    g.add_argument("--address", help="Ray cluster to join (e.g. auto); default: $RAY_ADDRESS or a new local one")
+    g.add_argument("--num-actors", type=int, help="encoder actors (default: sized from the cluster)")
+    g.add_argument("--actor-cpus", type=float, help="CPUs per actor (default 1)")
+    g.add_argument("--actor-gpus", type=float, help="GPUs per actor (default: 1 if the cluster has any)")
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
