@@ -20,6 +20,7 @@ import pytest
 
 from pipeline import Retriever
 from pipeline.build import partial_dir
+from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.data import load_data
 from pipeline.engines import make_engine
@@ -123,7 +124,7 @@ def test_ray_build_of_the_demo_equals_the_local_build(demo_builds, cache_dir, fa
             assert (local / index_file(m)).read_bytes() == (distributed / index_file(m)).read_bytes()
 
 
-def test_ray_add_equals_local_add(ray_cluster, small_index, tmp_path):
+def test_relspace_add_on_ray_equals_a_local_add(ray_cluster, small_index, tmp_path):
     local, distributed = tmp_path / "local", tmp_path / "ray"
     for path in (local, distributed):
         shutil.copytree(small_index, path)
@@ -132,7 +133,7 @@ def test_ray_add_equals_local_add(ray_cluster, small_index, tmp_path):
     os.chdir(ROOT)  # the config names its folder relative to the checkout, as the README runs it
     try:
         Retriever.load(local).add(new_items)
-        Retriever.load(distributed).add(new_items, engine="ray")
+        assert main(["-q", "add", str(distributed), str(new_items), "--engine", "ray", "--num-actors", "2"]) == 0
     finally:
         os.chdir(cwd)
     _assert_same_index(local, distributed)
