@@ -199,7 +199,8 @@ def test_readme_export_and_hf_example_config(tmp_path: Path, cache_dir: Path, mo
     import re
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("\n## Real datasets"):readme.index("\n## Results")]
+    start = readme.index("\n## Real datasets")
+    section = readme[start:readme.index("\n## ", start + 1)]
     (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RELSPACE_CACHE", str(cache_dir))
