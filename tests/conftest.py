@@ -132,12 +132,17 @@ def same_ranking(mine: list[tuple], theirs: list[tuple], tol: float = 1e-5) -> b
     return above[0].keys() == above[1].keys() and all(abs(above[0][k] - above[1][k]) <= tol for k in above[0])
 
 
-def stored_vectors(r, modality: str) -> dict[tuple, np.ndarray]:
-    """Stored relative vectors keyed by item id (and caption, for text), from the index's shards."""
+def stored_rows(r, modality: str) -> tuple[list[tuple], np.ndarray]:
+    """Stored rows (id, and lang and caption for text) and their relative vectors, in FAISS order."""
     from pipeline.shards import open_shards
 
     table = r.items[modality]
     cols = ["id"] if modality == "image" else ["id", "lang", "caption"]
     keys = list(zip(*(table.column(c).to_pylist() for c in cols)))
     vecs = np.vstack([np.asarray(s.vectors(modality)) for s in open_shards(r.index_dir)])
-    return dict(zip(keys, vecs))
+    return keys, vecs
+
+
+def stored_vectors(r, modality: str) -> dict[tuple, np.ndarray]:
+    """Stored relative vectors keyed by item id (and caption, for text), from the index's shards."""
+    return dict(zip(*stored_rows(r, modality)))

@@ -25,10 +25,10 @@ from pipeline.config import load_config
 from pipeline.data import load_data
 from pipeline.engines import make_engine
 from pipeline.layout import SHARDS, index_file, items_file
-from pipeline.shards import SHARD_META, list_shards, open_shards
+from pipeline.shards import SHARD_META, list_shards
 from pipeline.spaces import MODALITIES
 
-from .conftest import SMALL_ITEMS
+from .conftest import SMALL_ITEMS, stored_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 N_QUERIES = 50
@@ -79,12 +79,9 @@ def _queries(cache_dir: Path) -> tuple[list[str], list[bytes]]:
 
 
 def _rows(path: Path, modality: str) -> tuple[list[tuple], np.ndarray]:
-    """An index's stored rows (id, and lang and caption for text) and their relative vectors, in FAISS order."""
+    """An index's stored rows and vectors in FAISS order, checked against its FAISS count."""
     r = Retriever.load(path)
-    table = r.items[modality]
-    cols = ["id"] if modality == "image" else ["id", "lang", "caption"]
-    keys = list(zip(*(table.column(c).to_pylist() for c in cols)))
-    vecs = np.vstack([np.asarray(s.vectors(modality)) for s in open_shards(path)])
+    keys, vecs = stored_rows(r, modality)
     assert r.indexes[modality].ntotal == len(keys) == len(vecs)
     return keys, vecs
 
