@@ -88,7 +88,7 @@ def phase_build(b: ScaleBench, out: Path) -> dict:
     from pipeline.config import Config, IndexConfig
     from pipeline.hashing import hash_arrays
     from pipeline.manifest import Manifest
-    from pipeline.relative import save_projectors
+    from pipeline.projectors import save_projectors
     from pipeline.shards import ShardError, ShardPayload, read_shard, shard_name, write_shard
     from pipeline.spaces import IMAGE, SpaceKey
 

@@ -24,7 +24,7 @@ from .engines import Engine
 from .hashing import hash_arrays
 from .layout import ANCHORS, CONFIG, PROJECTORS, SHARDS, SKIPPED
 from .manifest import Manifest
-from .relative import RelativeProjector, load_projectors, save_projectors
+from .projectors import Projector, load_projectors, make_projector, save_projectors
 from .spaces import IMAGE, MODALITIES, SpaceKey
 from .stream import Projection, encoder_for, source_fingerprint, write_shards
 from .version import __version__
@@ -93,7 +93,7 @@ def build_index(
         stored_by=infos,
         anchors={"hash": anchors.hash, "count": len(anchors), "strategy": cfg.anchors.strategy,
                  "spaces": [str(key) for key in projectors], "caption_pooling": cfg.anchors.caption_pooling,
-                 "per_language": {s.lang: len(p.anchors) for s, p in projectors.items() if s.lang}},
+                 "per_language": {s.lang: p.present for s, p in projectors.items() if s.lang}},
         projector=dict(vars(cfg.projector)),
         faiss={"factory": cfg.index.factory, "metric": "inner_product", "normalized": True,
                **({"auto": chosen} if chosen else {})},
@@ -150,7 +150,7 @@ def _work_dir(out: Path, key: str, resume: bool | None) -> Path:
 
 def _anchors_and_projectors(
     cfg: Config, ds: Any, encoders: dict[SpaceKey, Encoder], work: Path
-) -> tuple[AnchorSet, dict[SpaceKey, RelativeProjector]]:
+) -> tuple[AnchorSet, dict[SpaceKey, Projector]]:
     """The anchor set and fitted projectors, from the partial build if it has them, else chosen and fitted."""
     spaces = [IMAGE, *(SpaceKey.text(lang) for lang in cfg.data.languages)]
     if (work / PROJECTORS).is_file() and (work / ANCHORS).is_file():
@@ -199,23 +199,25 @@ def fit_projectors(
     languages: list[str],
     pooling: str = "mean",
     batch_size: int = 64,
-) -> dict[SpaceKey, RelativeProjector]:
+) -> dict[SpaceKey, Projector]:
     """One projector per space, fitted on the anchors embedded by that space's encoder.
 
     An anchor without a caption in a language is absent from that language's projector (its position is
     missing); a language needs at least two anchors with captions.
     """
     a_image = encoders[IMAGE].encode(anchors.images, batch_size=batch_size, ids=anchors.ids)
-    projectors = {IMAGE: RelativeProjector(options).fit(a_image)}
+    projectors = {IMAGE: make_projector(options, encoders[IMAGE].blocks).fit(a_image)}
     for lang in languages:
-        vecs, pos = anchors.text_vectors(encoder_for(encoders, SpaceKey.text(lang)), lang, pooling, batch_size)
+        encoder = encoder_for(encoders, SpaceKey.text(lang))
+        vecs, pos = anchors.text_vectors(encoder, lang, pooling, batch_size)
         if len(pos) < 2:
             raise ValueError(f"only {len(pos)} of {len(anchors)} anchors have a caption in {lang!r}; a language "
                              f"needs at least 2 (drop it from data.languages or choose other anchors)")
         if len(pos) < len(anchors):
             logger.warning("%d of %d anchors have no caption in %r: that language's projector uses the other %d",
                            len(anchors) - len(pos), len(anchors), lang, len(pos))
-        projectors[SpaceKey.text(lang)] = RelativeProjector(options).fit(vecs, positions=pos, total=len(anchors))
+        projectors[SpaceKey.text(lang)] = make_projector(options, encoder.blocks).fit(vecs, positions=pos,
+                                                                                   total=len(anchors))
     return projectors
 
 

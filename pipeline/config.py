@@ -11,7 +11,12 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from .specs import Member, ensemble_spec
+
 T = TypeVar("T")
+# An encoder field: one spec string, or a list of specs and {spec, weight} members (an ensemble). Loading turns
+# a list into its canonical string ("minilm + 0.5*minilm-l3"), so every reader sees a string.
+EncoderSpec = str | list[str | Member]
 
 
 class ConfigError(ValueError):
@@ -123,8 +128,8 @@ class EvalConfig:
     anchor_counts: list[int] = field(default_factory=list)  # extra anchor counts for the R@10 curve
     plot_dir: str | None = None  # where PNG plots go; None writes none
     ks: list[int] = field(default_factory=lambda: [1, 5, 10])  # the K of R@K
-    swap_text_encoder: str | None = None  # re-anchor text to this encoder: queries use it, the gallery does not
-    swap_image_encoder: str | None = None  # likewise for images (image->text and image->image across encoders)
+    swap_text_encoder: EncoderSpec | None = None  # re-anchor text to this encoder: queries use it, the gallery not
+    swap_image_encoder: EncoderSpec | None = None  # likewise for images (image->text and image->image across encoders)
     cross_space_k: int = 10  # k of the Jaccard@k between two spaces' neighbourhoods
     languages: list[str] = field(default_factory=list)  # per-language t2i table; each must be in data.languages
     # "retrieval": R@K/MRR in both directions; "classify": zero-shot top-1/top-5 of images against class prompts
@@ -133,13 +138,20 @@ class EvalConfig:
     # classify: class prompt templates with a {label} field; several are an ensemble (mean embedding per class)
     prompts: list[str] = field(default_factory=lambda: ["{label}"])
 
+    def __post_init__(self) -> None:
+        for key in ("swap_text_encoder", "swap_image_encoder"):
+            if getattr(self, key) is not None:
+                setattr(self, key, _spec(getattr(self, key), f"eval.{key}"))
+
 
 @dataclass
 class Config:
     name: str = "openmoji"  # experiment or index name; the default output is indexes/<name>
-    text_encoder: str = "minilm"  # encoder spec: alias, "st:<name|dir>", "open_clip:<arch>/<tag|ckpt>"
-    text_encoders: dict[str, str] = field(default_factory=dict)  # per-language text encoder; others use text_encoder
-    image_encoder: str = "efficientnet-lite0"  # alias, "timm:<arch>@<ckpt>", "open_clip:<arch>/<tag|ckpt>"
+    # encoder spec: alias, "st:<name|dir>", "open_clip:<arch>/<tag|ckpt>"; or a list of them with optional weights
+    # (an ensemble: each member has its own projector on the same anchors, and their relative vectors are averaged)
+    text_encoder: EncoderSpec = "minilm"
+    text_encoders: dict[str, EncoderSpec] = field(default_factory=dict)  # per-language encoder; others: text_encoder
+    image_encoder: EncoderSpec = "efficientnet-lite0"  # alias, "timm:<arch>@<ckpt>", "open_clip:...", or a list
     device: str | None = None  # torch device; None picks CUDA when available
     batch_size: int = 64  # encoder batch size
     shard_size: int = 10_000  # items per build shard: the unit a killed build resumes from, and of peak memory
@@ -153,6 +165,11 @@ class Config:
     index: IndexConfig = field(default_factory=IndexConfig)  # FAISS options
     # relspace eval options; the demo's class labels are OpenMoji's Unicode emoji group and subgroup columns
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(label_columns=["group", "subgroup"]))
+
+    def __post_init__(self) -> None:
+        self.text_encoder = _spec(self.text_encoder, "text_encoder")
+        self.image_encoder = _spec(self.image_encoder, "image_encoder")
+        self.text_encoders = {lang: _spec(v, f"text_encoders.{lang}") for lang, v in self.text_encoders.items()}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -171,6 +188,13 @@ _Dumper.add_representer(
 )
 
 
+def _spec(value: Any, key: str) -> str:
+    try:
+        return ensemble_spec(value, key)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "<dict>", prefix: str = "") -> T:
     """Build dataclass ``cls`` from ``data``, refusing unknown keys and ill-typed values by name."""
     if not isinstance(data, dict):
@@ -185,7 +209,12 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "<dict>", prefix:
             + f"; known keys at this level: {', '.join(sorted(names))}"
         )
     kwargs = {k: _coerce(hints[k], v, where, prefix + k) for k, v in data.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:  # a check across fields (__post_init__): say which file
+        raise ConfigError(f"{where}: {e}") from None
+    except ValueError as e:  # a value object's own check (an ensemble member's weight): say which key too
+        raise ConfigError(f"{where}: {prefix.rstrip('.') or 'top level'}: {e}") from None
 
 
 def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
@@ -204,8 +233,11 @@ def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
             try:
                 return _coerce(arg, value, where, key)
             except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0])
+                errors.append((arg, str(e)))
+        # the error of the branch the value was shaped for (a list for list[...]) says what is wrong inside it
+        shaped = [e for a, e in errors if (typing.get_origin(a) or a) is type(value)
+                  or (type(value) is dict and dataclasses.is_dataclass(a))]
+        raise ConfigError((shaped or [errors[0][1]])[0])
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value if value is not None else {}, where, key + ".")
     if origin is dict:
@@ -264,3 +296,5 @@ def set_key(cfg: Config, dotted: str, value: Any) -> None:
     if last not in hints:
         raise ConfigError(f"<override>: unknown key {dotted!r}")
     setattr(obj, last, _coerce(hints[last], value, "<override>", dotted))
+    if hasattr(obj, "__post_init__"):
+        obj.__post_init__()  # the same checks and normalisation as loading

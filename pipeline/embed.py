@@ -36,6 +36,9 @@ def embed_dataset(
     """
     if encoder.modality == "text" and lang is None:
         raise ValueError("embedding captions needs their language")
+    if len(encoder.members) > 1:  # an ensemble: each member is cached on its own, so members can be regrouped freely
+        return np.concatenate([embed_dataset(ds, m, lang=lang, batch_size=batch_size, cache=cache,
+                                             show_progress=show_progress) for m in encoder.members], axis=1)
     ids = list(ds["id"])
     if encoder.modality == "image":
         what, items, names = "image", list(ds["image"]), ids

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import ProjectorConfig
+from .projectors import Blocks, make_projector
 from .registry import Registry
-from .relative import RelativeProjector, l2_normalize
+from .relative import l2_normalize
 
 Map = Callable[[np.ndarray], np.ndarray]
 
@@ -27,7 +28,11 @@ class Space:
     image: Map
 
 
-MethodFit = Callable[[np.ndarray, np.ndarray, ProjectorConfig, int], Space]
+# (text anchors, image anchors, projector options, seed, blocks) -> Space. ``blocks`` gives, per modality, the
+# (width, weight) of each ensemble member's columns (None: one encoder); methods that do not project per encoder
+# see the members' vectors side by side, which is how an ensemble enters a baseline.
+MethodFit = Callable[..., Space]
+Layout = tuple["Blocks | None", "Blocks | None"]  # (text blocks, image blocks)
 METHODS: Registry[MethodFit] = Registry("method")
 register_method = METHODS.register
 
@@ -37,30 +42,40 @@ def list_methods() -> list[str]:
 
 
 def fit_method(
-    name: str, at: np.ndarray, ai: np.ndarray, options: ProjectorConfig | None = None, seed: int = 0
+    name: str,
+    at: np.ndarray,
+    ai: np.ndarray,
+    options: ProjectorConfig | None = None,
+    seed: int = 0,
+    *,
+    blocks: Layout = (None, None),
 ) -> Space:
-    """Fit method ``name`` on parallel anchors (row j of ``at`` and ``ai`` is anchor j in each modality)."""
+    """Fit method ``name`` on parallel anchors (row j of ``at`` and ``ai`` is anchor j in each modality).
+
+    ``blocks`` is the (text, image) member layout of ensemble encoders (``Encoder.blocks``); None: one encoder.
+    """
     fit = METHODS.get(name)
     if len(at) != len(ai):
         raise ValueError(f"anchors are not parallel: {len(at)} text vs {len(ai)} image")
-    return fit(at, ai, options or ProjectorConfig(), seed)
+    return fit(at, ai, options or ProjectorConfig(), seed, blocks=blocks)
 
 
-def _relative(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig) -> Space:
-    pt, pi = RelativeProjector(options).fit(at), RelativeProjector(options).fit(ai)
+def _relative(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, blocks: Layout) -> Space:
+    pt, pi = make_projector(options, blocks[0]).fit(at), make_projector(options, blocks[1]).fit(ai)
     return Space(pt.transform, pi.transform)
 
 
 @register_method("relspace")
-def _relspace(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int) -> Space:
+def _relspace(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> Space:
     """The configured projector."""
-    return _relative(at, ai, options)
+    return _relative(at, ai, options, blocks)
 
 
 @register_method("cosine")
-def _cosine(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int) -> Space:
+def _cosine(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> Space:
     """Moschella et al.: plain cosine to the anchors, no centring, no sparsity."""
-    return _relative(at, ai, ProjectorConfig(center=False, topk=None, power=1.0, column_norm=False, ridge=None))
+    return _relative(at, ai, ProjectorConfig(center=False, topk=None, power=1.0, column_norm=False, ridge=None),
+                     blocks)
 
 
 # ASIF (Norelli et al.) keeps each item's top-k anchor similarities raised to p. p = 8 is the paper's
@@ -71,10 +86,11 @@ ASIF_TOPK_FRACTION = 0.05
 
 
 @register_method("asif")
-def _asif(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int) -> Space:
+def _asif(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> Space:
     """ASIF: uncentred cosine, top-k sparsification, exponent p."""
     k = max(1, int(round(ASIF_TOPK_FRACTION * len(at))))
-    return _relative(at, ai, ProjectorConfig(center=False, topk=k, power=ASIF_POWER, column_norm=False, ridge=None))
+    return _relative(at, ai, ProjectorConfig(center=False, topk=k, power=ASIF_POWER, column_norm=False, ridge=None),
+                     blocks)
 
 
 def _standard_scaler(x: np.ndarray) -> Map:
@@ -87,7 +103,7 @@ def _pad(x: np.ndarray, d: int) -> np.ndarray:
 
 
 @register_method("procrustes")
-def _procrustes(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int) -> Space:
+def _procrustes(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> Space:
     """Latent translation (Maiorca et al.): standard scaling, zero padding, orthogonal Procrustes."""
     st, si = _standard_scaler(at), _standard_scaler(ai)
     d = max(at.shape[1], ai.shape[1])
@@ -101,7 +117,7 @@ RIDGE_ALPHA = 10.0  # on standardised features; a trained reference, so kept sim
 
 
 @register_method("ridge")
-def _ridge(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int) -> Space:
+def _ridge(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> Space:
     """A ridge regression text -> image fitted on the anchors: the trained reference."""
     st, si = _standard_scaler(at), _standard_scaler(ai)
     xt, xi = st(at), si(ai)
@@ -110,7 +126,7 @@ def _ridge(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int) 
 
 
 @register_method("chance")
-def _chance(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int) -> Space:
+def _chance(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> Space:
     """Random vectors, independent of the input: the floor every method must clear."""
 
     def rand(v: np.ndarray, salt: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from .encoders import Encoder, create_encoder
 from .files import atomic_directory, index_lock, link_tree
 from .layout import ANCHORS, PROJECTORS
 from .manifest import MANIFEST, Manifest
-from .relative import RelativeProjector, save_projectors
+from .projectors import Projector, make_projector, save_projectors
 from .spaces import SpaceKey
 
 logger = logging.getLogger(__name__)
@@ -39,14 +39,14 @@ def destination(index_dir: Path, out: str | Path | None, in_place: bool) -> Path
 def reanchor(
     index_dir: Path,
     manifest: Manifest,
-    projectors: dict[SpaceKey, RelativeProjector],
+    projectors: dict[SpaceKey, Projector],
     modality: str,
     spec: str,
     out: Path,
     *,
     lang: str | None = None,
     device: str | None = None,
-) -> tuple[Manifest, dict[SpaceKey, RelativeProjector], Encoder]:
+) -> tuple[Manifest, dict[SpaceKey, Projector], Encoder]:
     """Refit the projectors that the new encoder takes over and write the re-anchored index to ``out``.
 
     Args:
@@ -79,10 +79,10 @@ def reanchor(
     pooling = manifest.anchors.get("caption_pooling", "mean")
     for space in spaces:
         if space.modality == "image":
-            refit[space] = RelativeProjector(options).fit(encoder.encode(anchors.images, ids=anchors.ids))
+            refit[space] = make_projector(options, encoder.blocks).fit(encoder.encode(anchors.images, ids=anchors.ids))
         else:
             vecs, positions = anchors.text_vectors(encoder, space.lang, pooling)
-            refit[space] = RelativeProjector(options).fit(vecs, positions=positions, total=len(anchors))
+            refit[space] = make_projector(options, encoder.blocks).fit(vecs, positions=positions, total=len(anchors))
     new_projectors = {**projectors, **refit}
     new_manifest = copy.deepcopy(manifest)
     old = new_manifest.encoders[str(manifest.encoder_key(key))]

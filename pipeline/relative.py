@@ -5,16 +5,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from .config import ProjectorConfig
 
 logger = logging.getLogger(__name__)
-K = TypeVar("K")  # a projector's name: a string or a SpaceKey, written as str()
 
 # Rows are projected in chunks so that a million-item transform never holds n x m float64 at once.
 CHUNK = 16_384
@@ -89,6 +86,11 @@ class RelativeProjector:
     def num_anchors(self) -> int:
         """Width of the relative vectors: every anchor of the set, present or not."""
         return self.total
+
+    @property
+    def present(self) -> int:
+        """How many anchors of the set have this modality or language."""
+        return 0 if self.anchors is None else len(self.anchors)
 
     @property
     def dim(self) -> int:
@@ -211,32 +213,3 @@ class RelativeProjector:
         except KeyError as e:
             raise ValueError(f"projector file has no tensor {e.args[0]!r}") from None
         return p
-
-
-def save_projectors(path: str | Path, projectors: Mapping[Any, RelativeProjector]) -> None:
-    """Write several projectors (keyed by space name, e.g. a ``SpaceKey``) into one safetensors file."""
-    from safetensors.numpy import save_file
-
-    tensors: dict[str, np.ndarray] = {}
-    for name, p in projectors.items():
-        tensors.update({k: np.ascontiguousarray(v, dtype=np.int64 if v.dtype.kind == "i" else np.float32)
-                        for k, v in p.state(str(name)).items()})
-    save_file(tensors, str(path))
-
-
-def load_projectors(path: str | Path, names: Sequence[K], options: ProjectorConfig) -> dict[K, RelativeProjector]:
-    """Read projectors written by :func:`save_projectors` (safetensors: no code is executed)."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"projector file missing: {path}; the index is incomplete: rebuild it")
-    try:
-        state = load_file(str(path))
-    except SafetensorError as e:  # its text ("incomplete metadata, file not fully covered") names no file
-        raise ValueError(f"projector file {path} is damaged (truncated or not safetensors); rebuild the index") from e
-    try:
-        return {n: RelativeProjector.from_state(state, str(n), options) for n in names}
-    except ValueError as e:  # a tensor the manifest expects is absent: say which file lacks it
-        raise ValueError(f"{path}: {e}; rebuild the index") from None
-

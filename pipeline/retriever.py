@@ -21,9 +21,9 @@ from .items import Hit, ItemTables
 from .layout import PROJECTORS, index_file, items_file
 from .limits import Limits
 from .manifest import Manifest
+from .projectors import Projector, load_projectors
 from .query import Query
 from .reanchor import destination, reanchor
-from .relative import RelativeProjector, load_projectors
 from .spaces import IMAGE, MODALITIES, SpaceKey
 from .update import add_data, update_index
 
@@ -41,7 +41,7 @@ class Retriever:
         self,
         index_dir: Path,
         manifest: Manifest,
-        projectors: dict[SpaceKey, RelativeProjector],
+        projectors: dict[SpaceKey, Projector],
         indexes: dict[str, Any],
         items: dict[str, Any],
         *,

@@ -23,7 +23,7 @@ from .embed import embed_dataset
 from .encoders import Encoder
 from .hashing import hash_arrays
 from .progress import progress
-from .relative import RelativeProjector
+from .projectors import Projector
 from .shards import Shard, ShardError, ShardPayload, read_shard, shard_name, write_shard
 from .spaces import IMAGE, SpaceKey
 
@@ -38,7 +38,7 @@ class Projection:
     """Everything that turns items into relative vectors: encoders, fitted projectors and how to run them."""
 
     encoders: Mapping[SpaceKey, Encoder]  # by space: IMAGE, TEXT, and text:<lang> for per-language encoders
-    projectors: Mapping[SpaceKey, RelativeProjector]
+    projectors: Mapping[SpaceKey, Projector]
     languages: Sequence[str]  # caption languages, in the order their rows are stored
     anchors: str  # hash of the anchor set the projectors were fitted on
     batch_size: int = 64

@@ -39,8 +39,10 @@ from pipeline.evaluate import metrics
 from pipeline.evaluate.classify import class_ranks
 from pipeline.index import apply_search_params, build_faiss
 from pipeline.index_candidates import CANDIDATES, SMALL_N
-from pipeline.relative import RelativeProjector, load_projectors, save_projectors
+from pipeline.projectors import load_projectors, save_projectors
+from pipeline.relative import RelativeProjector
 from pipeline.spaces import SpaceKey
+from pipeline.specs import Member
 
 from .conftest import examples, folder_config, same_ranking, stored_vectors, top10, write_jsonl
 
@@ -270,6 +272,12 @@ CONSTRAINED: dict[str, st.SearchStrategy] = {
     "index.recall": st.floats(1e-6, 1.0),
     "index.tune_queries": st.integers(1, 10**6),
 }
+# encoder fields: a spec, or an ensemble of distinct specs with positive weights (see pipeline/specs.py)
+_spec = names.map(str.strip).filter(lambda s: s and "+" not in s and "*" not in s)
+_member = _spec | st.builds(Member, _spec, st.floats(1e-3, 1e3))
+_ensemble = _spec | st.lists(_member, min_size=1, max_size=3, unique_by=lambda m: getattr(m, "spec", m))
+CONSTRAINED |= {"text_encoder": _ensemble, "image_encoder": _ensemble, "text_encoders": st.dictionaries(names, _ensemble),
+                "eval.swap_text_encoder": st.none() | _ensemble, "eval.swap_image_encoder": st.none() | _ensemble}
 
 
 def _values(tp: Any, key: str) -> st.SearchStrategy:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import ProjectorConfig
-from pipeline.relative import RelativeProjector, load_projectors, save_projectors, signed_power, topk_sparsify
+from pipeline.projectors import load_projectors, save_projectors
+from pipeline.relative import RelativeProjector, signed_power, topk_sparsify
 
 RNG = np.random.default_rng(0)
 ANCHORS = RNG.standard_normal((40, 16)).astype(np.float32)

@@ -76,6 +76,16 @@ class Encoder(ABC):
         """
 
     @property
+    def members(self) -> list[Encoder]:
+        """The encoders behind this one: itself, or an ensemble's members (each embedded and cached apart)."""
+        return [self]
+
+    @property
+    def blocks(self) -> tuple[tuple[int, float], ...]:
+        """(width, weight) of each member's columns in ``encode``'s output: one projector per block."""
+        return ((self.dim, 1.0),)
+
+    @property
     def info(self) -> EncoderInfo:
         return EncoderInfo(spec=self.spec, modality=self.modality, dim=self.dim, version=self.version)
 

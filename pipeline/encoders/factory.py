@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..specs import parse_members
+
 # The built-in schemes and aliases register themselves on import; their heavy libraries load lazily.
 from . import aliases, onnx_image, onnx_text, openclip, st, timm_image  # noqa: F401
 from .base import ALIASES, MODALITIES, SCHEMES, Encoder, Modality
@@ -34,6 +36,11 @@ def resolve_spec(spec: str) -> str:
 
 def check_spec(spec: str, modality: Modality) -> None:
     """Refuse an unknown scheme or alias, or an alias of the other modality, without loading anything."""
+    members = parse_members(spec)
+    if len(members) > 1:
+        for m in members:
+            check_spec(m.spec, modality)
+        return
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
     if spec in ALIASES:
@@ -58,7 +65,8 @@ def create_encoder(
     """Build the encoder named by ``spec`` for ``modality``.
 
     Args:
-        spec: ``"<scheme>:<body>"`` (for example ``"st:all-MiniLM-L6-v2"``) or a bundled alias.
+        spec: ``"<scheme>:<body>"`` (for example ``"st:all-MiniLM-L6-v2"``), a bundled alias, or an ensemble
+            of them (``"minilm + 0.5*minilm-l3"``, see :mod:`pipeline.specs`).
         modality: ``"text"`` or ``"image"``; two-tower schemes such as open_clip pick their tower by it.
         device: torch device; ``None`` picks CUDA when available.
         image_backend: what runs an image tower's forward: ``"auto"`` (ONNX Runtime on CPU, torch on CUDA),
@@ -69,6 +77,14 @@ def create_encoder(
     Returns:
         An :class:`Encoder` whose ``spec`` is the string given, so that manifests stay portable.
     """
+    members = parse_members(spec)
+    if len(members) > 1:
+        from .ensemble import EnsembleEncoder
+
+        enc = EnsembleEncoder([(create_encoder(m.spec, modality, device, image_backend=image_backend,
+                                               cache_dir=cache_dir), m.weight) for m in members])
+        enc.recipe = EncoderRecipe(spec, modality, device, image_backend, cache_dir)
+        return enc
     check_spec(spec, modality)
     backend = IMAGE_BACKENDS.get(image_backend or os.environ.get(BACKEND_ENV) or "auto")  # refuses unknown names
     scheme, _, body = resolve_spec(spec).partition(":")

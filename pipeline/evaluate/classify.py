@@ -164,7 +164,7 @@ def classify_split(
     mask = gallery_mask(len(emb.ids), anchor_idx)
     out: ClassifyMetrics = {}
     for name in methods:
-        space = fit_method(name, emb.text[anchor_idx], emb.image[anchor_idx], cfg.projector, seed)
+        space = fit_method(name, emb.text[anchor_idx], emb.image[anchor_idx], cfg.projector, seed, blocks=emb.blocks)
         images = space.image(emb.image[mask])
         out[name] = {}
         for col in columns:

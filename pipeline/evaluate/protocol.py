@@ -14,7 +14,7 @@ from ..data import cache_dir, caption_rows, captions, load_data
 from ..embed import embed_dataset, pool_captions
 from ..encoders import make_encoder
 from ..methods import fit_method
-from ..relative import RelativeProjector
+from ..projectors import Blocks, make_projector
 from .metrics import DIRECTIONS, cross_space_measures, ranks_of_owner, retrieval_metrics
 from .report import SplitMetrics, mean_over
 
@@ -31,6 +31,17 @@ class Embeddings:
     ids: list[str]
     captions: np.ndarray | None = None  # (c, d) every caption, the text queries; None: one per item, as text
     caption_items: np.ndarray | None = None  # (c,) the item of each caption
+    text_blocks: Blocks | None = None  # an ensemble's member layout of the text columns (Encoder.blocks); None: one
+    image_blocks: Blocks | None = None  # likewise for the image columns
+
+    @property
+    def blocks(self) -> tuple[Blocks | None, Blocks | None]:
+        """(text, image) member layouts, as :func:`~pipeline.methods.fit_method` takes them."""
+        return self.text_blocks, self.image_blocks
+
+    def get(self, modality: str) -> tuple[np.ndarray, Blocks | None]:
+        """One modality's per-item vectors and their member layout."""
+        return getattr(self, modality), getattr(self, f"{modality}_blocks")
 
     def caption_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """Every caption and its item (one per item when no separate captions were given)."""
@@ -51,9 +62,12 @@ def _data(cfg: Config) -> tuple[Any, Any]:
     return load_data(cfg.data), cache_dir(cfg.data) / "embeddings"
 
 
-def _embed(cfg: Config, ds: Any, cache: Any, modality: str, spec: str | None, lang: str | None = None) -> np.ndarray:
-    """One modality of ``ds`` through the encoder ``spec`` (None: the configured one), cached."""
-    return embed_dataset(ds, make_encoder(cfg, modality, spec), lang=lang, batch_size=cfg.batch_size, cache=cache)
+def _embed(
+    cfg: Config, ds: Any, cache: Any, modality: str, spec: str | None, lang: str | None = None
+) -> tuple[np.ndarray, Blocks]:
+    """One modality of ``ds`` through the encoder ``spec`` (None: the configured one), cached; and its layout."""
+    enc = make_encoder(cfg, modality, spec)
+    return embed_dataset(ds, enc, lang=lang, batch_size=cfg.batch_size, cache=cache), enc.blocks
 
 
 def _caption_items(ds: Any, lang: str) -> np.ndarray:
@@ -71,9 +85,10 @@ def load_embeddings(cfg: Config, text_encoder: str | None = None, image_encoder:
         check_anchor_count(count, len(ds))  # before anything is embedded
     primary = cfg.data.languages[0]
     spec = text_encoder or cfg.text_encoders.get(primary)  # the encoder the index uses for this language
-    caps, items = _embed(cfg, ds, cache, "text", spec, lang=primary), _caption_items(ds, primary)
+    (caps, text_blocks), items = _embed(cfg, ds, cache, "text", spec, lang=primary), _caption_items(ds, primary)
     pooled, _ = pool_captions(caps, items, range(len(ds)), cfg.anchors.caption_pooling)  # every item has one
-    return Embeddings(pooled, _embed(cfg, ds, cache, "image", image_encoder), list(ds["id"]), caps, items)
+    image, image_blocks = _embed(cfg, ds, cache, "image", image_encoder)
+    return Embeddings(pooled, image, list(ds["id"]), caps, items, text_blocks, image_blocks)
 
 
 def gallery_mask(n: int, anchor_idx: np.ndarray) -> np.ndarray:
@@ -108,7 +123,7 @@ def evaluate_split(
     metrics: SplitMetrics = {}
     ranks: Ranks = {}
     for name in methods:
-        space = fit_method(name, emb.text[anchor_idx], emb.image[anchor_idx], cfg.projector, seed)
+        space = fit_method(name, emb.text[anchor_idx], emb.image[anchor_idx], cfg.projector, seed, blocks=emb.blocks)
         mapped = {"text": space.text(caps[mask[items]]), "image": space.image(emb.image[mask])}
         ranks[name] = {d: ranks_of_owner(mapped[q], mapped[g], owners[q], owners[g])
                        for d, (q, g) in DIRECTIONS.items() if d in directions}
@@ -126,23 +141,25 @@ def language_table(cfg: Config, native: Embeddings, seeds: list[int]) -> dict[st
     ks = [k for k in (1, 10) if k in cfg.eval.ks] or cfg.eval.ks[:1]
     table: dict[str, dict[str, dict[str, float]]] = {}
     for lang in cfg.eval.languages:
-        x, items = _embed(cfg, ds, cache, "text", cfg.text_encoders.get(lang), lang=lang), _caption_items(ds, lang)
+        (x, blocks), items = _embed(cfg, ds, cache, "text", cfg.text_encoders.get(lang), lang=lang), \
+            _caption_items(ds, lang)
         # The baseline's anchors are the primary captions, embedded by the encoder that embeds this language.
         english = native.text
         if lang in cfg.text_encoders:
             primary = cfg.data.languages[0]
-            english = pool_captions(_embed(cfg, ds, cache, "text", cfg.text_encoders[lang], lang=primary),
+            english = pool_captions(_embed(cfg, ds, cache, "text", cfg.text_encoders[lang], lang=primary)[0],
                                     _caption_items(ds, primary), range(len(ds)), cfg.anchors.caption_pooling)[0]
         runs: dict[str, list[dict[str, float]]] = {"translated": [], "english_anchors": []}
         for seed in seeds:
             idx = anchor_split(native, cfg, cfg.anchors.count, seed)
             mask = gallery_mask(len(native.ids), idx)
-            gallery = RelativeProjector(cfg.projector).fit(native.image[idx]).transform(native.image[mask])
+            gallery = make_projector(cfg.projector, native.image_blocks).fit(native.image[idx]).transform(
+                native.image[mask])
             # A missing translation: the item is no query, and the anchor is left out of that language's side.
             vecs, positions = pool_captions(x, items, idx, cfg.anchors.caption_pooling)
             sides = {"translated": (vecs, positions), "english_anchors": (english[idx], None)}
             for name, (anchors, pos) in sides.items():
-                q = RelativeProjector(cfg.projector).fit(anchors, positions=pos, total=len(idx))
+                q = make_projector(cfg.projector, blocks).fit(anchors, positions=pos, total=len(idx))
                 ranks = ranks_of_owner(q.transform(x[mask[items]]), gallery, items[mask[items]], np.flatnonzero(mask))
                 runs[name].append({**retrieval_metrics(ranks, ks), "anchors": float(len(anchors)),
                                    "queries": float(len(ranks))})
@@ -150,10 +167,15 @@ def language_table(cfg: Config, native: Embeddings, seeds: list[int]) -> dict[st
     return table
 
 
-def cross_space(x1: np.ndarray, x2: np.ndarray, anchor_idx: np.ndarray, cfg: Config) -> dict[str, Any]:
-    """Cross-space measures on the non-anchor items, absolute and relative side by side."""
+def cross_space(
+    one: tuple[np.ndarray, Blocks | None], two: tuple[np.ndarray, Blocks | None], anchor_idx: np.ndarray, cfg: Config
+) -> dict[str, Any]:
+    """Cross-space measures on the non-anchor items of two encoders' vectors (each with its member layout),
+    absolute and relative side by side."""
+    (x1, blocks1), (x2, blocks2) = one, two
     mask = gallery_mask(len(x1), anchor_idx)
-    p1, p2 = RelativeProjector(cfg.projector).fit(x1[anchor_idx]), RelativeProjector(cfg.projector).fit(x2[anchor_idx])
+    p1 = make_projector(cfg.projector, blocks1).fit(x1[anchor_idx])
+    p2 = make_projector(cfg.projector, blocks2).fit(x2[anchor_idx])
     k = cfg.eval.cross_space_k
     return {
         "absolute": cross_space_measures(x1[mask], x2[mask], k),

@@ -119,7 +119,7 @@ def evaluate_with_ranks(
                             "baselines": {m: native_main[m] for m in methods if m != "relspace"}}
         report["swap"] = {**swaps, "native": {"text": cfg.text_encoder, "image": cfg.image_encoder}}
         report["cross_space"] = {
-            m: mean_nested([cross_space(getattr(native, m), getattr(swapped, m),
+            m: mean_nested([cross_space(native.get(m), swapped.get(m),
                                         anchor_split(native, cfg, cfg.anchors.count, seed), cfg) for seed in seeds])
             for m in ("text", "image") if swaps[m]
         }
