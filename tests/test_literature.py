@@ -9,7 +9,8 @@ import pytest
 import pipeline.evaluate  # noqa: F401  (registers the literature methods)
 from pipeline.config import ProjectorConfig
 from pipeline.literature import DISTANCES, LocalCKA, product_space
-from pipeline.methods import fit_method
+from pipeline.methods import Space, fit_method
+from pipeline.pseudo_anchors import bootstrap, gate_margin, mutual_neighbours
 from pipeline.relative import signed_power
 
 
@@ -92,3 +93,64 @@ def test_concatenation_scores_the_mean_of_the_member_cosines() -> None:
     mean = np.mean([s.text(xt) @ s.image(xi).T for s in singles], axis=0)
     np.testing.assert_allclose(poi.text(xt) @ poi.image(xi).T, mean, atol=1e-5)
     np.testing.assert_allclose(singles[0].text(xt), fit_method("relspace", at, ai).text(xt), atol=1e-6)
+
+
+# -- pseudo-anchors -----------------------------------------------------------------------------------------
+
+
+def test_mutual_neighbours_find_the_mutual_pairs_and_their_margins() -> None:
+    s = np.array([[0.9, 0.1, 0.0],   # caption 0 <-> image 0, gaps 0.8 (row) and 0.9 - 0.5 (column)
+                  [0.5, 0.2, 0.3],   # caption 1's best image 0 prefers caption 0: not mutual
+                  [0.0, 0.6, 0.7]])  # caption 2 <-> image 2, gaps 0.1 (row) and 0.7 - 0.3 (column)
+    c = mutual_neighbours(s)
+    assert c.text.tolist() == [0, 2] and c.image.tolist() == [0, 2]
+    np.testing.assert_allclose(c.margin, [0.4, 0.1])
+    with pytest.raises(ValueError, match="at least 2 captions and 2 images"):
+        mutual_neighbours(np.ones((1, 5)))
+
+
+def test_the_gate_picks_the_lowest_margin_that_keeps_precision() -> None:
+    margin = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    correct = np.array([1, 1, np.nan, 1, 0, 0])  # above 0.6: 3/3 judged right; 0.5: 3/4; 0.4: 3/5
+    assert gate_margin(margin, correct, 0.75, 1) == 0.5
+    assert gate_margin(margin, correct, 1.0, 1) == 0.6
+    assert gate_margin(margin, correct, 1.0, 4) is None  # three judged pairs are not enough evidence
+    with pytest.raises(ValueError, match="precision gate"):
+        gate_margin(margin, correct, 0.0, 1)
+
+
+def _planted(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two views of n latent points: text is a linear image, image a rotated one, each with its own noise."""
+    z = rng.standard_normal((n, 8))
+    text = z @ rng.standard_normal((8, 12)) + noise * rng.standard_normal((n, 12))
+    image = z @ _orthogonal(8, rng) + noise * rng.standard_normal((n, 8))
+    return text.astype(np.float32), image.astype(np.float32)
+
+
+def test_bootstrap_adds_planted_pairs_when_dev_precision_passes_and_nothing_when_the_gate_is_out_of_reach() -> None:
+    rng = np.random.default_rng(4)
+    text, image = _planted(260, 0.3, rng)
+    anchors, pool = np.arange(40), np.arange(40, 260)
+    perm = rng.permutation(len(pool))  # the image pool comes shuffled: pairing is not given by position
+    pool_t, pool_i = text[pool], image[pool][perm]
+    dev = set(range(40, 120))
+
+    def judge(t: np.ndarray, i: np.ndarray) -> np.ndarray:
+        a, b = pool[t], pool[perm[i]]
+        known = np.array([x in dev or y in dev for x, y in zip(a, b)])
+        return np.where(known, (a == b).astype(float), np.nan)
+
+    def fit(at: np.ndarray, ai: np.ndarray) -> Space:
+        return fit_method("relspace", at, ai, ProjectorConfig())
+
+    at, ai, hist = bootstrap(fit, text[anchors], image[anchors], pool_t, pool_i, judge, precision=0.9, rounds=2)
+    assert hist[0].added >= 20 and hist[0].dev_precision >= 0.9
+    added_t = np.concatenate([h.added_text for h in hist])
+    added_i = np.concatenate([h.added_image for h in hist])
+    assert len(at) == len(ai) == 40 + len(added_t) and len(set(added_t)) == len(added_t)  # no pool item twice
+    assert np.mean(pool[added_t] == pool[perm[added_i]]) >= 0.85  # the planted pairs are what it found
+    np.testing.assert_array_equal(at[40:], pool_t[added_t])
+
+    _, _, none = bootstrap(fit, text[anchors], image[anchors], pool_t, pool_i,
+                           lambda t, i: np.zeros(len(t)), precision=0.5, rounds=2)  # every judged pair wrong
+    assert len(none) == 1 and none[0].added == 0 and none[0].threshold is None
