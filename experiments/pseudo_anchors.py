@@ -13,6 +13,8 @@ Protocol, per seed of ``relspace eval``'s splits (same anchors, same 1,114-item 
 - scored: every test caption against every non-anchor image (t2i) and every test image against every
   non-anchor caption (i2t), for the real anchors alone and with the pseudo-anchors. No test pairing is used
   by the method; the precision of all added pairs (``added_precision``) is computed afterwards as a diagnostic.
+- two controls use dev pairs as anchors (never test pairs): the inductive run's mined images with their true
+  captions (what the same number of correct pseudo-anchors would give), and all dev pairs as real anchors.
 """
 
 from __future__ import annotations
@@ -82,6 +84,13 @@ def run(config: str | None, dev_fraction: float, precision: float, rounds: int) 
                 "added_precision": float(np.mean(added_t == added_i)) if len(added_t) else float("nan"),
                 "added_test_items": float(np.isin(added_i, test).sum()),
             })
+        # Controls, not methods (they use dev pairs as anchors; still no test pair): the inductive pseudo-anchors'
+        # images with their true captions, and every dev pair as a real anchor.
+        true_i = np.concatenate([dev[h.added_image] for h in hist]) if hist else np.array([], int)
+        for name, extra in (("control-inductive-images-truly-paired", true_i), ("control-all-dev-pairs", dev)):
+            both = np.concatenate([idx, extra])
+            split[name] = score(fit(emb.text[both], emb.image[both]), caps, items, emb.image, gallery, test,
+                                cfg.eval.ks)
         splits.append(split)
     return {
         "methods": aggregate(splits),

@@ -57,6 +57,27 @@ def test_cka_method_scores_the_local_cka_of_the_projector_kernel() -> None:
     np.testing.assert_allclose(space.image(xi) @ space.text(xt).T, direct, atol=1e-5)
 
 
+def test_faiss_inner_product_search_ranks_by_local_cka() -> None:
+    import faiss
+
+    rng = np.random.default_rng(5)
+    at, ai = rng.standard_normal((20, 6)).astype(np.float32), rng.standard_normal((20, 7)).astype(np.float32)
+    xt, xi = rng.standard_normal((6, 6)).astype(np.float32), rng.standard_normal((50, 7)).astype(np.float32)
+    space = fit_method("cka", at, ai, ProjectorConfig())
+    index = faiss.IndexFlatIP(space.image(xi).shape[1])
+    index.add(space.image(xi))
+    _, found = index.search(space.text(xt), 5)
+    mt, mi = at.mean(0), ai.mean(0)
+
+    def kern(x: np.ndarray, mu: np.ndarray) -> np.ndarray:  # cosine of centred vectors: the linear kernel
+        u = (x - mu) / np.linalg.norm(x - mu, axis=1, keepdims=True)
+        return u @ u.T
+
+    direct = np.array([[direct_cka(kern(np.vstack([ai, i]), mi), kern(np.vstack([at, t]), mt)) for i in xi]
+                       for t in xt])
+    np.testing.assert_array_equal(found, np.argsort(-direct, axis=1, kind="stable")[:, :5])
+
+
 def _orthogonal(d: int, rng: np.random.Generator) -> np.ndarray:
     q, r = np.linalg.qr(rng.standard_normal((d, d)))
     return q * np.sign(np.diag(r))
