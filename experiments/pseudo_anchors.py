@@ -11,8 +11,9 @@ Protocol, per seed of ``relspace eval``'s splits (same anchors, same 1,114-item 
   smallest at which the candidates the dev pairs can judge (a dev caption or a dev image) reach
   ``--precision``; pairs above it join the real anchors (``--rounds`` times, refitting in between);
 - scored: every test caption against every non-anchor image (t2i) and every test image against every
-  non-anchor caption (i2t), for the real anchors alone and with the pseudo-anchors. No test pairing is used
-  by the method; the precision of all added pairs (``added_precision``) is computed afterwards as a diagnostic.
+  non-anchor caption (i2t) (``--search-over test``: against the test items only), for the real anchors
+  alone and with the pseudo-anchors. No test pairing is used by the method; the precision of all added
+  pairs (``added_precision``) is computed afterwards as a diagnostic.
 - two controls use dev pairs as anchors (never test pairs): the inductive run's mined images with their true
   captions (what the same number of correct pseudo-anchors would give), and all dev pairs as real anchors.
 """
@@ -42,7 +43,8 @@ def score(space: Space, caps: np.ndarray, items: np.ndarray, image: np.ndarray, 
             "i2t": retrieval_metrics(ranks_of_owner(q_i, g_t, test, items[in_gallery]), ks)}
 
 
-def run(config: str | None, dev_fraction: float, precision: float, rounds: int) -> dict[str, Any]:
+def run(config: str | None, dev_fraction: float, precision: float, rounds: int, search_over: str = "gallery",
+        ) -> dict[str, Any]:
     cfg = load_config(config)
     emb = load_embeddings(cfg)
     caps, items = emb.caption_rows()
@@ -56,11 +58,12 @@ def run(config: str | None, dev_fraction: float, precision: float, rounds: int) 
                                                                 replace=False))
         test = np.setdiff1d(gallery, dev)
         is_dev = np.isin(np.arange(len(emb.ids)), dev)
+        searched = gallery if search_over == "gallery" else test
 
         def fit(at: np.ndarray, ai: np.ndarray, seed: int = seed) -> Space:
             return fit_method("relspace", at, ai, cfg.projector, seed)
 
-        split = {"relspace": score(fit(emb.text[idx], emb.image[idx]), caps, items, emb.image, gallery, test,
+        split = {"relspace": score(fit(emb.text[idx], emb.image[idx]), caps, items, emb.image, searched, test,
                                    cfg.eval.ks)}
         for variant, pool in (("transductive", gallery), ("inductive", dev)):
             cap_rows = np.flatnonzero(np.isin(items, pool))
@@ -74,7 +77,7 @@ def run(config: str | None, dev_fraction: float, precision: float, rounds: int) 
 
             at, ai, hist = bootstrap(fit, emb.text[idx], emb.image[idx], caps[cap_rows], emb.image[pool], judge,
                                      precision=precision, rounds=rounds)
-            split[f"pseudo-{variant}"] = score(fit(at, ai), caps, items, emb.image, gallery, test, cfg.eval.ks)
+            split[f"pseudo-{variant}"] = score(fit(at, ai), caps, items, emb.image, searched, test, cfg.eval.ks)
             added_t = np.concatenate([pool_t_item[h.added_text] for h in hist]) if hist else np.array([], int)
             added_i = np.concatenate([pool_i_item[h.added_image] for h in hist]) if hist else np.array([], int)
             stats[variant].append({
@@ -89,7 +92,7 @@ def run(config: str | None, dev_fraction: float, precision: float, rounds: int) 
         true_i = np.concatenate([dev[h.added_image] for h in hist]) if hist else np.array([], int)
         for name, extra in (("control-inductive-images-truly-paired", true_i), ("control-all-dev-pairs", dev)):
             both = np.concatenate([idx, extra])
-            split[name] = score(fit(emb.text[both], emb.image[both]), caps, items, emb.image, gallery, test,
+            split[name] = score(fit(emb.text[both], emb.image[both]), caps, items, emb.image, searched, test,
                                 cfg.eval.ks)
         splits.append(split)
     return {
@@ -97,7 +100,8 @@ def run(config: str | None, dev_fraction: float, precision: float, rounds: int) 
         "pseudo_anchor_stats": {v: {k: round(float(np.nanmean([s[k] for s in rs])), 4) for k in rs[0]}
                                 for v, rs in stats.items()},
         "anchors": cfg.anchors.count, "gallery": int(len(emb.ids) - cfg.anchors.count),
-        "test_queries": "non-anchor items outside the dev split", "dev_fraction": dev_fraction,
+        "test_queries": "non-anchor items outside the dev split", "searched": search_over,
+        "dev_fraction": dev_fraction,
         "precision_gate": precision, "rounds": rounds, "seeds": seeds,
     }
 
@@ -108,9 +112,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dev-fraction", type=float, default=0.3, help="share of the non-anchor items whose pairs gate")
     ap.add_argument("--precision", type=float, default=0.8, help="dev precision the added pairs must reach")
     ap.add_argument("--rounds", type=int, default=2, help="bootstrap rounds (refit, mine, gate, add)")
+    ap.add_argument("--search-over", choices=["gallery", "test"], default="gallery",
+                    help="what queries search: every non-anchor item, or the test items only (no dev item, so no "
+                         "gallery item that became an anchor, except mined test items)")
     ap.add_argument("--json", action="store_true", help="print the JSON report instead of a table")
     args = ap.parse_args(argv)
-    rep = run(args.config, args.dev_fraction, args.precision, args.rounds)
+    rep = run(args.config, args.dev_fraction, args.precision, args.rounds, args.search_over)
     if args.json:
         print(json.dumps(rep, indent=1))
         return
