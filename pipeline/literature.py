@@ -205,7 +205,8 @@ def local_cka_space(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig) ->
         return signed_power(p.cosine(x).astype(np.float64), options.power)
 
     cka = LocalCKA(kern(pi, ai), kern(pt, at))
-    # the self-kernel: cos(x - mu, x - mu) = 1, so kappa = 1 for every item (0 for an item at the mean)
+
+    # The self-kernel kappa = k(x, x) is 1 for every item, as on the anchors' diagonal: cos(x - mu, x - mu) = 1.
     def side(p: RelativeProjector, name: str) -> Callable[[np.ndarray], np.ndarray]:
         return lambda x: cka.vectors(name, kern(p, x), np.ones(len(x))).astype(np.float32)
 
