@@ -6,7 +6,7 @@
     python -m benchmarks query --block 1 --json out.json
     python -m benchmarks index --factories "Flat;IVF1024,Flat;HNSW32"
 
-Sections: image, workers, text, query, index (see benchmarks/README.md for what each ratio means).
+Sections: image, workers, text, query, index, ensemble (see benchmarks/README.md for what each ratio means).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import image, index, query, text, workers
+from . import ensemble, image, index, query, text, workers
 from .common import BUDGET, Section, Table, load_openmoji, machine, machine_line, timed_tables
 
 SECTIONS: dict[str, Section] = {s.name: s for s in (image.SECTION, workers.SECTION, text.SECTION, query.SECTION,
-                                                     index.SECTION)}
+                                                     index.SECTION, ensemble.SECTION)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ def test_every_module_imports(name):
 def test_sections_are_dataclass_descriptors():
     from benchmarks.__main__ import SECTIONS
 
-    assert list(SECTIONS) == ["image", "workers", "text", "query", "index"]
+    assert list(SECTIONS) == ["image", "workers", "text", "query", "index", "ensemble"]
     for section in SECTIONS.values():
         assert is_dataclass(section.descriptor)
         names = {f.name for f in fields(section.descriptor)}
