@@ -67,6 +67,8 @@ class ProjectorConfig:
     topk: int | None = None  # keep the k largest similarities per vector and zero the rest (ASIF); None keeps all
     power: float = 2.0  # signed exponent on the kept similarities; >1 sharpens, as ASIF's p
     ridge: float | None = 1.0  # code items by anchor weights (K + ridge*I)^-1 k: undoes correlated anchors; None: off
+    # per-anchor ridge penalty: "agreement" shrinks anchors whose neighbourhoods disagree across the modalities
+    anchor_weights: Literal["none", "agreement"] = "none"
 
 
 SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

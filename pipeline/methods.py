@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .agreement import fit_pair
 from .config import ProjectorConfig
 from .registry import Registry
-from .relative import RelativeProjector, l2_normalize
+from .relative import l2_normalize
 
 Map = Callable[[np.ndarray], np.ndarray]
 
@@ -47,7 +48,7 @@ def fit_method(
 
 
 def _relative(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig) -> Space:
-    pt, pi = RelativeProjector(options).fit(at), RelativeProjector(options).fit(ai)
+    pt, pi = fit_pair(at, ai, options)
     return Space(pt.transform, pi.transform)
 
 
