@@ -97,8 +97,8 @@ def select_anchors(
     given = spaces if entry.paired else features
     if entry.needs_features:
         if given is None:
-            what = "image and text vectors" if entry.paired else "features"
-            raise ValueError(f"anchor strategy {strategy!r} needs the items' {what}")
+            what = "image and text vectors apart (spaces=)" if entry.paired else "features"
+            raise ValueError(f"anchor strategy {strategy!r} needs item {what}")
         feats = given() if callable(given) else given
     idx = entry.select(n_items, count, np.random.default_rng(seed), feats)
     idx = np.unique(np.asarray(idx, dtype=np.int64))
@@ -159,10 +159,11 @@ def _farthest_point(n: int, count: int, rng: np.random.Generator, features: np.n
     return np.array(chosen)
 
 
-@register_selector("stratified", needs_features=True)
-def _stratified(n: int, count: int, rng: np.random.Generator, features: np.ndarray | None) -> np.ndarray:
-    """Random within k-means strata, each stratum drawn in proportion to its size."""
+def _strata(features: np.ndarray, count: int, rng: np.random.Generator) -> list[tuple[np.ndarray, int]]:
+    """Spherical k-means strata (about sqrt(count) of them), each with its share of ``count``: its members and
+    a quota in proportion to its size."""
     x = l2_normalize(features)
+    n = len(x)
     k = max(2, min(int(np.sqrt(count)), n // 2))
     _, labels = _kmeans_labels(x, k, int(rng.integers(1 << 30)))
     sizes = np.bincount(labels, minlength=k)
@@ -171,14 +172,30 @@ def _stratified(n: int, count: int, rng: np.random.Generator, features: np.ndarr
     rest = count - quota.sum()
     order = np.argsort(-(sizes / n * count - quota))
     quota[order[:rest]] += 1
-    chosen = [rng.choice(np.flatnonzero(labels == s), size=q, replace=False) for s, q in enumerate(quota) if q]
-    return np.concatenate(chosen)
+    return [(np.flatnonzero(labels == s), int(q)) for s, q in enumerate(quota) if q]
+
+
+@register_selector("stratified", needs_features=True)
+def _stratified(n: int, count: int, rng: np.random.Generator, features: np.ndarray | None) -> np.ndarray:
+    """Random within k-means strata, each stratum drawn in proportion to its size."""
+    return np.concatenate([rng.choice(members, size=q, replace=False) for members, q in _strata(features, count, rng)])
 
 
 @register_selector("aligned", paired=True)
 def _aligned(n: int, count: int, rng: np.random.Generator, spaces: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """The candidates whose image and caption neighbourhoods agree most: the pairs the relative space can trust."""
     return np.argsort(-cross_space_agreement(*spaces, rng), kind="stable")[:count]
+
+
+@register_selector("aligned-stratified", paired=True)
+def _aligned_stratified(
+    n: int, count: int, rng: np.random.Generator, spaces: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """The best-aligned candidates of each joint-space k-means stratum, in proportion to its size: agreement
+    alone piles the anchors into the large clusters both spaces agree on (experiments/README.md, Anchors)."""
+    score = cross_space_agreement(*spaces, rng)
+    strata = _strata(selection_features(*spaces), count, rng)
+    return np.concatenate([members[np.argsort(-score[members], kind="stable")[:q]] for members, q in strata])
 
 
 @dataclass

@@ -47,9 +47,25 @@ def test_aligned_selector_prefers_aligned_pairs() -> None:
     assert np.isin(select_anchors(N, 200, strategy="random", seed=0), bad).sum() > 25
 
 
+def test_aligned_stratified_keeps_coverage_and_alignment() -> None:
+    """A tight cluster that both spaces agree on draws plain ``aligned`` into it; the stratified variant
+    takes about its share, and still avoids misaligned pairs."""
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((N, LATENT))
+    z[:150] = 3 * rng.standard_normal(LATENT) + 0.3 * rng.standard_normal((150, LATENT))
+    image = z @ rng.standard_normal((LATENT, 32)) + 0.5 * rng.standard_normal((N, 32))
+    text = z @ rng.standard_normal((LATENT, 24)) + 0.5 * rng.standard_normal((N, 24))
+    share = {s: np.mean(select_anchors(N, 100, strategy=s, seed=0, spaces=(image, text)) < 150)
+             for s in ("aligned", "aligned-stratified")}
+    assert share["aligned"] > 0.8 and share["aligned-stratified"] < 0.5  # the cluster is 150 / 400 of the items
+    image, text, bad = planted_pairs()
+    idx = select_anchors(N, 200, strategy="aligned-stratified", seed=0, spaces=(image, text))
+    assert len(np.unique(idx)) == 200 and np.isin(idx, bad).sum() <= 15  # random: about 50
+
+
 def test_aligned_selector_needs_both_spaces() -> None:
     image, _, _ = planted_pairs()
-    with pytest.raises(ValueError, match="'aligned' needs the items' image and text vectors"):
+    with pytest.raises(ValueError, match=r"'aligned' needs item image and text vectors apart \(spaces=\)"):
         select_anchors(N, 10, strategy="aligned", features=image)
 
 
