@@ -56,7 +56,8 @@ def with_anchor_captions(emb: Embeddings, cfg: Config, extra: dict[str, list[str
 
 
 def measure(emb: Embeddings, cfg: Config, strategy: str, pool: int | None) -> dict[str, Any]:
-    """relspace's figures, mean over ``cfg.eval.seeds`` seeds, for ``strategy`` under one split protocol."""
+    """relspace's figures, mean over ``cfg.eval.seeds`` seeds (and the std of R@10), for ``strategy`` under one
+    split protocol."""
     runs, galleries = [], []
     for seed in range(cfg.anchors.seed, cfg.anchors.seed + cfg.eval.seeds):
         if pool:
@@ -68,7 +69,8 @@ def measure(emb: Embeddings, cfg: Config, strategy: str, pool: int | None) -> di
         galleries.append(len(sub.ids) - len(idx))
     res = aggregate(runs)["relspace"]
     return {"gallery": int(np.mean(galleries)),
-            **{f"{d} {m}": res[d][m] for d in cfg.eval.directions for m in METRICS}}
+            **{f"{d} {m}": res[d][m] for d in cfg.eval.directions for m in METRICS},
+            **{f"{d} R@10 std": res["std"][d]["R@10"] for d in cfg.eval.directions}}
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
