@@ -55,9 +55,9 @@ def with_anchor_captions(emb: Embeddings, cfg: Config, extra: dict[str, list[str
     return dataclasses.replace(emb, text=text, captions=caps, caption_items=items)
 
 
-def measure(emb: Embeddings, cfg: Config, strategy: str, pool: int | None) -> dict[str, Any]:
+def measure(emb: Embeddings, cfg: Config, strategy: str, pool: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """relspace's figures, mean over ``cfg.eval.seeds`` seeds (and the std of R@10), for ``strategy`` under one
-    split protocol."""
+    split protocol; and apart, R@10 seed by seed per direction (for paired differences)."""
     runs, galleries = [], []
     for seed in range(cfg.anchors.seed, cfg.anchors.seed + cfg.eval.seeds):
         if pool:
@@ -68,15 +68,17 @@ def measure(emb: Embeddings, cfg: Config, strategy: str, pool: int | None) -> di
         runs.append(evaluate_split(sub, idx, ["relspace"], cfg, seed, cfg.eval.directions).metrics)
         galleries.append(len(sub.ids) - len(idx))
     res = aggregate(runs)["relspace"]
+    per_seed = {d: np.array([r["relspace"][d]["R@10"] for r in runs]) for d in cfg.eval.directions}
     return {"gallery": int(np.mean(galleries)),
             **{f"{d} {m}": res[d][m] for d in cfg.eval.directions for m in METRICS},
-            **{f"{d} R@10 std": res["std"][d]["R@10"] for d in cfg.eval.directions}}
+            **{f"{d} R@10 std": res["std"][d]["R@10"] for d in cfg.eval.directions}}, per_seed
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("config", help="YAML config")
-    ap.add_argument("--strategies", default="random", help="comma-separated anchor strategies")
+    ap.add_argument("--strategies", default="random",
+                    help="comma-separated anchor strategies; the first is the reference of the paired differences")
     ap.add_argument("--pool", type=int, default=None, help="candidate pool size per seed (gallery: the rest)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a dotted config override")
     ap.add_argument("--anchor-captions", type=Path, default=None, help="JSONL of extra captions for anchors")
@@ -89,10 +91,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         lines = args.anchor_captions.read_text().splitlines()
         extra = {r["id"]: r["captions"] for r in map(json.loads, filter(None, lines))}
         emb = with_anchor_captions(emb, cfg, extra)
-    rows = []
+    rows, first = [], None
     for strategy in args.strategies.split(","):
+        figures, per_seed = measure(emb, cfg, strategy, args.pool)
+        first = per_seed if first is None else first
+        # Seed by seed against the first strategy: with --pool both were scored on one gallery per seed, so
+        # the difference is free of the gallery's draw, which dominates the std of either figure.
+        paired = {f"{d} R@10 - first": f"{np.mean(per_seed[d] - first[d]):+.4f}±{np.std(per_seed[d] - first[d]):.4f}"
+                  for d in per_seed}
         row = {"strategy": strategy, "pool": args.pool, **overrides,
-               "anchor_captions": str(args.anchor_captions or ""), **measure(emb, cfg, strategy, args.pool)}
+               "anchor_captions": str(args.anchor_captions or ""), **figures, **paired}
         logger.info("%s", row)
         rows.append(row)
     if args.json:
