@@ -146,6 +146,8 @@ class RelativeProjector:
         """Each anchor's share of the ridge penalty: 1, or the mean weight over its own, so that an anchor the
         modalities disagree on is shrunk harder while the overall strength stays ``ridge``."""
         if self.options.anchor_weights == "none":
+            if weights is not None:  # weights that would be silently ignored point to a mixed-up config
+                raise ValueError("anchor weights given, but projector.anchor_weights is 'none'")
             return np.ones(m)
         if weights is None or self.options.ridge is None:
             raise ValueError(f"projector.anchor_weights={self.options.anchor_weights!r} weights the ridge coder "

@@ -158,6 +158,8 @@ def test_weighting_refuses_a_one_sided_fit_and_bad_weights() -> None:
     a = np.random.default_rng(4).standard_normal((20, 8))
     with pytest.raises(ValueError, match="from both modalities' anchors: set projector.ridge, and fit with fit_pair"):
         RelativeProjector(WEIGHTED).fit(a)
+    with pytest.raises(ValueError, match="anchor weights given, but projector.anchor_weights is 'none'"):
+        RelativeProjector().fit(a, weights=np.ones(20))
     with pytest.raises(ValueError, match="20 positive finite numbers"):
         RelativeProjector(WEIGHTED).fit(a, weights=np.r_[np.ones(19), -1.0])
     with pytest.raises(ConfigError, match="'projector.anchor_weights' must be one of 'none', 'agreement'"):
