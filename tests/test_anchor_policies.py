@@ -169,9 +169,9 @@ def test_weighting_refuses_a_one_sided_fit_and_bad_weights() -> None:
 # -- several captions per anchor, averaged ---------------------------------------------------------------------
 
 
-def _experiment() -> object:
-    path = Path(__file__).resolve().parents[1] / "experiments" / "anchors.py"
-    spec = importlib.util.spec_from_file_location("experiments_anchors", path)
+def _experiment(name: str = "anchors") -> object:
+    path = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"experiments_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -195,3 +195,16 @@ def test_anchor_captions_average_into_the_text_side_only() -> None:
     np.testing.assert_array_equal(owners, np.arange(3))
     with pytest.raises(ValueError, match="ids not in the data, e.g. 'zz'"):
         _experiment().with_anchor_captions(emb, cfg, {"zz": ["x"]})
+
+
+def test_openmoji_aliases_are_new_captions_of_the_given_items() -> None:
+    from pipeline.data.openmoji import emoji_entries
+
+    entries = emoji_entries(["en"])
+    ids = {e["id"] for e in entries[::2]}  # every other emoji: the others must not appear
+    caption = {e["id"]: e["caption"].casefold() for e in entries}
+    extra = _experiment("openmoji_aliases").alias_captions(ids)
+    assert len(extra) > 100 and set(extra) <= ids
+    for item_id, caps in extra.items():
+        folded = [c.casefold() for c in caps]
+        assert caps and caption[item_id] not in folded and len(set(folded)) == len(folded)
