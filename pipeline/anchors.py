@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .agreement import cross_space_agreement
 from .data import caption_list, caption_rows, captions, first_caption
 from .embed import Pooling, pool_captions
 from .files import read_parquet
@@ -23,8 +24,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# selector(n_items, count, rng, features) -> indices; features is None for strategies that need none.
-Selector = Callable[[int, int, np.random.Generator, "np.ndarray | None"], np.ndarray]
+# selector(n_items, count, rng, features) -> indices; features is None for strategies that need none, the
+# joint features for ``needs_features`` ones, and the (image, text) pair of arrays for ``paired`` ones.
+Selector = Callable[[int, int, np.random.Generator, Any], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -33,17 +35,23 @@ class SelectorEntry:
 
     select: Selector
     needs_features: bool
+    # reads each candidate's image AND caption vectors, i.e. the pairing: an evaluation must keep its candidates
+    # out of the gallery (pipeline.evaluate.protocol.pool_split), or the selector would have seen the answers
+    paired: bool = False
 
 
 SELECTORS: Registry[SelectorEntry] = Registry("anchor strategy")
 Features = np.ndarray | Callable[[], np.ndarray]  # the features, or a function that computes them on demand
+# the candidates' (image, text) vectors, row i of each being candidate i, or a function computing them
+Spaces = tuple[np.ndarray, np.ndarray] | Callable[[], tuple[np.ndarray, np.ndarray]]
 
 
-def register_selector(name: str, needs_features: bool = False) -> Callable[[Selector], Selector]:
-    """Register ``selector(n_items, count, rng, features) -> indices``; say if it needs item features."""
+def register_selector(name: str, needs_features: bool = False, paired: bool = False) -> Callable[[Selector], Selector]:
+    """Register ``selector(n_items, count, rng, features) -> indices``; say if it needs item features, or
+    (``paired``) the candidates' image and text vectors apart."""
 
     def deco(select: Selector) -> Selector:
-        SELECTORS.add(name, SelectorEntry(select, needs_features))
+        SELECTORS.add(name, SelectorEntry(select, needs_features or paired, paired))
         return select
 
     return deco
@@ -66,7 +74,8 @@ def check_anchor_count(count: int, n_items: int) -> None:
 
 
 def select_anchors(
-    n_items: int, count: int, *, strategy: str = "random", seed: int = 0, features: Features | None = None
+    n_items: int, count: int, *, strategy: str = "random", seed: int = 0, features: Features | None = None,
+    spaces: Spaces | None = None,
 ) -> np.ndarray:
     """Choose ``count`` distinct item indices to serve as anchors.
 
@@ -77,17 +86,20 @@ def select_anchors(
         seed: seeds the selector, so that a split can be reproduced.
         features: (n_items, d) vectors for geometry-aware strategies (kmeans, fps, stratified), or a
             function computing them: it is called only if the strategy needs features.
+        spaces: the items' (image, text) vectors for paired strategies (aligned), or a function computing them.
 
     Returns:
         Sorted int64 indices.
     """
     entry = SELECTORS.get(strategy)
     check_anchor_count(count, n_items)
-    feats = None
+    feats: Any = None
+    given = spaces if entry.paired else features
     if entry.needs_features:
-        if features is None:
-            raise ValueError(f"anchor strategy {strategy!r} needs item features")
-        feats = features() if callable(features) else features
+        if given is None:
+            what = "image and text vectors apart (spaces=)" if entry.paired else "features"
+            raise ValueError(f"anchor strategy {strategy!r} needs item {what}")
+        feats = given() if callable(given) else given
     idx = entry.select(n_items, count, np.random.default_rng(seed), feats)
     idx = np.unique(np.asarray(idx, dtype=np.int64))
     assert len(idx) == count, f"selector {strategy} returned {len(idx)} anchors, expected {count}"
@@ -147,10 +159,11 @@ def _farthest_point(n: int, count: int, rng: np.random.Generator, features: np.n
     return np.array(chosen)
 
 
-@register_selector("stratified", needs_features=True)
-def _stratified(n: int, count: int, rng: np.random.Generator, features: np.ndarray | None) -> np.ndarray:
-    """Random within k-means strata, each stratum drawn in proportion to its size."""
+def _strata(features: np.ndarray, count: int, rng: np.random.Generator) -> list[tuple[np.ndarray, int]]:
+    """Spherical k-means strata (about sqrt(count) of them), each with its share of ``count``: its members and
+    a quota in proportion to its size."""
     x = l2_normalize(features)
+    n = len(x)
     k = max(2, min(int(np.sqrt(count)), n // 2))
     _, labels = _kmeans_labels(x, k, int(rng.integers(1 << 30)))
     sizes = np.bincount(labels, minlength=k)
@@ -159,8 +172,30 @@ def _stratified(n: int, count: int, rng: np.random.Generator, features: np.ndarr
     rest = count - quota.sum()
     order = np.argsort(-(sizes / n * count - quota))
     quota[order[:rest]] += 1
-    chosen = [rng.choice(np.flatnonzero(labels == s), size=q, replace=False) for s, q in enumerate(quota) if q]
-    return np.concatenate(chosen)
+    return [(np.flatnonzero(labels == s), int(q)) for s, q in enumerate(quota) if q]
+
+
+@register_selector("stratified", needs_features=True)
+def _stratified(n: int, count: int, rng: np.random.Generator, features: np.ndarray | None) -> np.ndarray:
+    """Random within k-means strata, each stratum drawn in proportion to its size."""
+    return np.concatenate([rng.choice(members, size=q, replace=False) for members, q in _strata(features, count, rng)])
+
+
+@register_selector("aligned", paired=True)
+def _aligned(n: int, count: int, rng: np.random.Generator, spaces: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The candidates whose image and caption neighbourhoods agree most: the pairs the relative space can trust."""
+    return np.argsort(-cross_space_agreement(*spaces, rng), kind="stable")[:count]
+
+
+@register_selector("aligned-stratified", paired=True)
+def _aligned_stratified(
+    n: int, count: int, rng: np.random.Generator, spaces: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """The best-aligned candidates of each joint-space k-means stratum, in proportion to its size: agreement
+    alone piles the anchors into the large clusters both spaces agree on (experiments/README.md, Anchors)."""
+    score = cross_space_agreement(*spaces, rng)
+    strata = _strata(selection_features(*spaces), count, rng)
+    return np.concatenate([members[np.argsort(-score[members], kind="stable")[:q]] for members, q in strata])
 
 
 @dataclass

@@ -178,17 +178,17 @@ def _anchor_set(cfg: Config, ds: Any, encoders: dict[SpaceKey, Encoder]) -> Anch
     pool = np.arange(n) if pool_size is None or pool_size >= n else np.sort(
         np.random.default_rng(cfg.anchors.seed).choice(n, max(pool_size, cfg.anchors.count), replace=False))
 
-    def features() -> np.ndarray:
+    def spaces() -> tuple[np.ndarray, np.ndarray]:  # the candidates' image vectors and pooled primary captions
         sub = ds if len(pool) == n else ds.select(pool.tolist())
         primary = languages[0]
         x_image = embed_dataset(sub, encoders[IMAGE], batch_size=cfg.batch_size)
         x_text = embed_dataset(sub, encoder_for(encoders, SpaceKey.text(primary)), lang=primary,
                                batch_size=cfg.batch_size)
         rows, _ = caption_rows(captions(sub, primary))
-        return selection_features(x_image, pool_captions(x_text, rows, range(len(sub)), cfg.anchors.caption_pooling)[0])
+        return x_image, pool_captions(x_text, rows, range(len(sub)), cfg.anchors.caption_pooling)[0]
 
     idx = select_anchors(len(pool), cfg.anchors.count, strategy=cfg.anchors.strategy, seed=cfg.anchors.seed,
-                         features=features)
+                         features=lambda: selection_features(*spaces()), spaces=spaces)
     return AnchorSet.from_dataset(ds, pool[idx], languages)
 
 

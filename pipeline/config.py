@@ -72,6 +72,7 @@ class ProjectorConfig:
     topk: int | None = None  # keep the k largest similarities per vector and zero the rest (ASIF); None keeps all
     power: float = 2.0  # signed exponent on the kept similarities; >1 sharpens, as ASIF's p
     ridge: float | None = 1.0  # code items by anchor weights (K + ridge*I)^-1 k: undoes correlated anchors; None: off
+    anchor_weights: Literal["none", "agreement"] = "none"  # per-anchor ridge penalty; agreement: across modalities
 
 
 SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -139,9 +140,8 @@ class EvalConfig:
     prompts: list[str] = field(default_factory=lambda: ["{label}"])
 
     def __post_init__(self) -> None:
-        for key in ("swap_text_encoder", "swap_image_encoder"):
-            if getattr(self, key) is not None:
-                setattr(self, key, _spec(getattr(self, key), f"eval.{key}"))
+        self.swap_text_encoder = _spec(self.swap_text_encoder, "eval.swap_text_encoder")
+        self.swap_image_encoder = _spec(self.swap_image_encoder, "eval.swap_image_encoder")
 
 
 @dataclass
@@ -188,9 +188,9 @@ _Dumper.add_representer(
 )
 
 
-def _spec(value: Any, key: str) -> str:
+def _spec(value: Any, key: str) -> Any:
     try:
-        return ensemble_spec(value, key)
+        return None if value is None else ensemble_spec(value, key)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .agreement import fit_pair
 from .config import ProjectorConfig
-from .projectors import Blocks, make_projector
+from .projectors import Blocks
 from .registry import Registry
 from .relative import l2_normalize
 
@@ -61,7 +62,7 @@ def fit_method(
 
 
 def _relative(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, blocks: Layout) -> Space:
-    pt, pi = make_projector(options, blocks[0]).fit(at), make_projector(options, blocks[1]).fit(ai)
+    pt, pi = fit_pair(at, ai, options, blocks)
     return Space(pt.transform, pi.transform)
 
 

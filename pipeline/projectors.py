@@ -58,11 +58,12 @@ class EnsembleProjector:
         return [x[:, a:b] for a, b in zip(self.bounds[:-1], self.bounds[1:])]
 
     def fit(
-        self, anchors: np.ndarray, *, positions: np.ndarray | None = None, total: int | None = None
+        self, anchors: np.ndarray, *, positions: np.ndarray | None = None, total: int | None = None,
+        weights: np.ndarray | None = None,
     ) -> EnsembleProjector:
         """Fit every member on its columns of the same anchors (see :meth:`RelativeProjector.fit`)."""
         for p, a in zip(self.members, self._columns(anchors)):
-            p.fit(a, positions=positions, total=total)
+            p.fit(a, positions=positions, total=total, weights=weights)
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:

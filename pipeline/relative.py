@@ -98,7 +98,8 @@ class RelativeProjector:
         return 0 if self.anchors is None else self.anchors.shape[1]
 
     def fit(
-        self, anchors: np.ndarray, *, positions: np.ndarray | None = None, total: int | None = None
+        self, anchors: np.ndarray, *, positions: np.ndarray | None = None, total: int | None = None,
+        weights: np.ndarray | None = None,
     ) -> RelativeProjector:
         """Store the anchors' statistics; the anchors are absolute embeddings of one modality.
 
@@ -106,6 +107,8 @@ class RelativeProjector:
             anchors: (m, d) embeddings of the anchors that have this modality (or language).
             positions: where each of them sits in the full anchor set; None when all are present.
             total: the size of the full anchor set (needed with ``positions``).
+            weights: (m,) positive per-anchor weights of the ridge coder, from :func:`anchor_weights` (the same
+                for every modality); required when ``options.anchor_weights`` is not "none".
         """
         a = np.asarray(anchors, dtype=np.float32)
         if a.ndim != 2 or len(a) < 2:
@@ -131,14 +134,30 @@ class RelativeProjector:
         self.col_mean = cols.mean(axis=1).astype(np.float32)
         self.col_std = np.maximum(cols.std(axis=1), 1e-6).astype(np.float32)
         self.coder = None
+        penalty = self._penalty(len(a), weights)
         if self.options.ridge is not None:
             # K: the anchors seen through the same steps as any item, so that k and K are one kernel.
             kernel = self._kernel(self.anchors @ self.anchors.T).astype(np.float64)
             kernel = (kernel + kernel.T) / 2  # top-k can break symmetry; the kernel must not
             lam = self.options.ridge * float(np.mean(np.diag(kernel)))
-            coder = np.linalg.inv(kernel + lam * np.eye(len(kernel)))
+            coder = np.linalg.inv(kernel + lam * np.diag(penalty))
             self.coder = ((coder + coder.T) / 2).astype(np.float32)
         return self
+
+    def _penalty(self, m: int, weights: np.ndarray | None) -> np.ndarray:
+        """Each anchor's share of the ridge penalty: 1, or the mean weight over its own, so that an anchor the
+        modalities disagree on is shrunk harder while the overall strength stays ``ridge``."""
+        if self.options.anchor_weights == "none":
+            if weights is not None:  # weights that would be silently ignored point to a mixed-up config
+                raise ValueError("anchor weights given, but projector.anchor_weights is 'none'")
+            return np.ones(m)
+        if weights is None or self.options.ridge is None:
+            raise ValueError(f"projector.anchor_weights={self.options.anchor_weights!r} weights the ridge coder "
+                             "from both modalities' anchors: set projector.ridge, and fit with fit_pair()")
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (m,) or not (np.isfinite(w).all() and (w > 0).all()):
+            raise ValueError(f"anchor weights must be {m} positive finite numbers, got shape {w.shape}")
+        return w.mean() / w
 
     def cosine(self, x: np.ndarray) -> np.ndarray:
         """The raw (optionally centred) cosine to every anchor, before any post-processing."""

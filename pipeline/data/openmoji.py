@@ -60,7 +60,7 @@ def emoji_id(char: str) -> str:
     return "-".join(f"{ord(c):04X}" for c in char)
 
 
-def _caption(name: str | None) -> str | None:
+def name_caption(name: str | None) -> str | None:
     """':dog_face:' -> 'dog face'; accents, kana, hanzi and Cyrillic are kept as they are."""
     if not name:
         return None
@@ -94,7 +94,7 @@ def emoji_entries(languages: Sequence[str] = LANGUAGES) -> list[dict[str, Any]]:
     for char, data in emoji.EMOJI_DATA.items():
         if data.get("status") != fully_qualified or any(ord(c) in SKIN_TONES for c in char):
             continue
-        caption = _caption(data.get(languages[0]))
+        caption = name_caption(data.get(languages[0]))
         if caption is None:
             continue
         group = emoji_group(emoji_id(char))
@@ -103,7 +103,7 @@ def emoji_entries(languages: Sequence[str] = LANGUAGES) -> list[dict[str, Any]]:
                 "id": emoji_id(char),
                 "char": char,
                 "caption": caption,
-                "captions": {lang: _caption(data.get(lang)) for lang in languages},
+                "captions": {lang: name_caption(data.get(lang)) for lang in languages},
                 "group": group.group if group else None,
                 "subgroup": group.subgroup if group else None,
             }

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..anchors import check_anchor_count, select_anchors, selection_features
+from ..anchors import SELECTORS, check_anchor_count, select_anchors, selection_features
 from ..config import Config
 from ..data import cache_dir, caption_rows, captions, load_data
 from ..embed import embed_dataset, pool_captions
@@ -104,9 +105,45 @@ def text_queries(emb: Embeddings, anchor_idx: np.ndarray) -> int:
 
 
 def anchor_split(emb: Embeddings, cfg: Config, count: int, seed: int) -> np.ndarray:
-    """Anchor indices for one seed; every other item is the gallery, so the split is always disjoint."""
+    """Anchor indices for one seed; every other item is the gallery, so the split is always disjoint.
+
+    A paired selector (one that reads the image-caption pairing) is refused here: choosing among all items it
+    would have looked at every gallery pair. :func:`pool_split` is its protocol.
+    """
+    if SELECTORS.get(cfg.anchors.strategy).paired:
+        raise ValueError(f"anchor strategy {cfg.anchors.strategy!r} reads the image-caption pairing of its "
+                         "candidates, so among all items it would see the gallery; evaluate it with pool_split "
+                         "(experiments/anchors.py), which keeps the candidates out of the gallery")
     return select_anchors(len(emb.ids), count, strategy=cfg.anchors.strategy, seed=seed,
                           features=lambda: selection_features(emb.image, emb.text))
+
+
+def pool_split(emb: Embeddings, strategy: str, count: int, pool: int, seed: int) -> tuple[Embeddings, np.ndarray]:
+    """A split whose selector sees only a seeded candidate pool, and whose gallery is every item outside it.
+
+    The pool depends on ``seed`` and ``pool`` alone, so every strategy is scored on the same gallery; a pool
+    candidate that is not chosen is neither anchor nor gallery.
+
+    Returns:
+        The embeddings of the chosen anchors followed by the gallery, and the anchors' rows in them (for
+        :func:`evaluate_split`, whose gallery is the non-anchor rows).
+    """
+    n = len(emb.ids)
+    if not count <= pool < n:
+        raise ValueError(f"a candidate pool of {pool} items must hold the {count} anchors and leave a gallery "
+                         f"among the {n} items")
+    cand = np.sort(np.random.default_rng([seed, pool]).choice(n, size=pool, replace=False))
+    chosen = cand[select_anchors(pool, count, strategy=strategy, seed=seed,
+                                 features=lambda: selection_features(emb.image[cand], emb.text[cand]),
+                                 spaces=lambda: (emb.image[cand], emb.text[cand]))]
+    keep = np.concatenate([chosen, np.flatnonzero(~np.isin(np.arange(n), cand))])
+    old_rows = np.full(n, -1, dtype=np.int64)
+    old_rows[keep] = np.arange(len(keep))
+    caps, items = emb.caption_rows()
+    kept_caps = old_rows[items] >= 0
+    sub = dataclasses.replace(emb, text=emb.text[keep], image=emb.image[keep], ids=[emb.ids[i] for i in keep],
+                              captions=caps[kept_caps], caption_items=old_rows[items[kept_caps]])
+    return sub, np.arange(count)
 
 
 def evaluate_split(
