@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SEPARATOR = " + "
+PREFIX = "?prefix="  # a text encoder's option (encoders.base.split_prefix); what follows it is kept verbatim
 _WEIGHT = re.compile(r"^(?P<weight>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\*(?P<spec>.+)$")
 
 
@@ -42,7 +43,8 @@ def parse_members(spec: str) -> list[Member]:
         raise ValueError(f"an encoder spec must be a non-empty string, got {spec!r}")
     members = []
     for part in spec.split(SEPARATOR):
-        part = part.strip()
+        head, sep, prefix = part.partition(PREFIX)
+        part = head.strip() + sep + prefix  # a text prefix is verbatim: "query: " keeps its space
         m = _WEIGHT.match(part)
         members.append(Member(m["spec"].strip(), float(m["weight"])) if m else Member(part))
     specs = [m.spec for m in members]

@@ -13,6 +13,7 @@ import numpy as np
 from ..progress import progress
 from ..registry import Registry
 from ..spaces import MODALITIES, Modality
+from ..specs import PREFIX
 
 __all__ = ["ALIASES", "MODALITIES", "PREFIX_OPTION", "SCHEMES", "Encoder", "EncoderInfo", "Modality", "TextEncoder",
            "check_texts", "register_alias", "register_encoder", "split_prefix"]
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 # A text encoder's spec may end with this option; everything after it, verbatim, is prepended to every text
 # (e5's "query: "). It is part of the spec, so of the manifest's encoder identity and the embedding cache key.
-PREFIX_OPTION = "?prefix="
+PREFIX_OPTION = PREFIX  # "?prefix=": the spec grammar (pipeline/specs.py) keeps what follows verbatim
 
 
 @dataclass(frozen=True)
