@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
+from typing import Any
 
 from .anchors import AnchorSet
 from .encoders import Encoder, create_encoder
@@ -18,6 +19,7 @@ from .layout import ANCHORS, PROJECTORS
 from .manifest import MANIFEST, Manifest
 from .projectors import Projector, make_projector, save_projectors
 from .spaces import SpaceKey
+from .specs import ensemble_spec
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ def reanchor(
     manifest: Manifest,
     projectors: dict[SpaceKey, Projector],
     modality: str,
-    spec: str,
+    spec: str | list[Any],
     out: Path,
     *,
     lang: str | None = None,
@@ -64,6 +66,7 @@ def reanchor(
         The new manifest and projectors, as written, and the loaded encoder.
     """
     key = SpaceKey(modality)  # refuses an unknown modality
+    spec = ensemble_spec(spec, f"{modality} encoder")  # a list of members is one ensemble spec
     languages = [s.lang for s in projectors if s.lang is not None]
     if lang is not None and (modality != "text" or lang not in languages):
         raise ValueError(f"lang={lang!r} needs a text encoder and one of the index's languages {languages}")

@@ -25,6 +25,7 @@ from .projectors import Projector, load_projectors
 from .query import Query
 from .reanchor import destination, reanchor
 from .spaces import IMAGE, MODALITIES, SpaceKey
+from .specs import ensemble_spec
 from .update import add_data, update_index
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class Retriever:
         manifest = Manifest.read(index_dir)
         for modality, spec in (("text", text_encoder), ("image", image_encoder)):
             if spec is not None:
-                manifest.check(modality, spec=spec)
+                manifest.check(modality, spec=ensemble_spec(spec, f"{modality}_encoder"))
         if anchors is not None:
             manifest.check_anchors(AnchorSet.load(anchors).hash)
         options = from_dict(ProjectorConfig, manifest.projector, f"{index_dir}/manifest.json", "projector.")
@@ -245,7 +246,7 @@ class Retriever:
     def swap_encoder(
         self,
         modality: str,
-        encoder: str,
+        encoder: str | list[Any],
         *,
         lang: str | None = None,
         out: str | Path | None = None,
@@ -255,7 +256,8 @@ class Retriever:
 
         Args:
             modality: ``"text"`` or ``"image"``.
-            encoder: the new encoder's spec.
+            encoder: the new encoder's spec, or an ensemble's (a list, or ``"minilm + minilm-l3"``): adding a
+                member to the query side this way re-embeds the anchors only.
             lang: for text, swap only this language's encoder (e.g. a dedicated Japanese model); by
                 default every language served by the shared text encoder is re-anchored.
             out: write the re-anchored index here; this index stays as it was.

@@ -31,6 +31,13 @@ def test_an_ensemble_spec_reads_back_as_the_same_members(members: list[Member]) 
     assert parse_members(format_members(members)) == members
 
 
+def test_the_server_hides_local_paths_member_by_member() -> None:
+    from pipeline.serve.info import public_spec
+
+    spec = "timm:tf_efficientnet_lite0@/home/me/lite0.pth + 0.5*onnx:/opt/m/l3.onnx@/opt/tok"
+    assert public_spec(spec) == "timm:tf_efficientnet_lite0@lite0.pth + 0.5*onnx:l3.onnx@tok"
+
+
 def test_config_lists_become_one_canonical_spec() -> None:
     cfg = load_config({"text_encoder": ["minilm", {"spec": "minilm-l3", "weight": 0.5}],
                        "text_encoders": {"es": ["minilm", "minilm-l3"]},
@@ -117,7 +124,7 @@ def test_a_query_side_member_is_added_without_reindexing(small_index: Path, tmp_
 
     r = Retriever.load(index)
     l6, l6_projector = r.encoder("text"), r.projectors[SpaceKey.text("en")]
-    r = r.swap_encoder("text", TEXT, in_place=True)
+    r = r.swap_encoder("text", ["minilm", "minilm-l3"], in_place=True)  # a list is the ensemble TEXT
     m = json.loads((index / "manifest.json").read_text())
     assert m["encoders"]["text"]["spec"] == TEXT and m["stored_by"]["text"]["spec"] == "minilm"
     assert m["encoders"]["text"]["dim"] == 768

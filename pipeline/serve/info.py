@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.data import source_attribution
 from pipeline.limits import Limits
+from pipeline.specs import Member, format_members, parse_members
 from pipeline.version import __version__
 
 if TYPE_CHECKING:
@@ -23,8 +24,12 @@ def public_spec(spec: str) -> str:
     Bundled aliases (``minilm``) and hub names (``st:sentence-transformers/all-MiniLM-L6-v2``) are kept:
     they are public and tell a client which model answers. A local path is reduced to its last part, which
     still names the model but not where the server keeps it. Parts are those the encoder schemes use:
-    ``@`` separates a checkpoint or tokenizer, and open_clip writes ``arch/<tag or path>``.
+    ``@`` separates a checkpoint or tokenizer, and open_clip writes ``arch/<tag or path>``. An ensemble is
+    reduced member by member.
     """
+    members = parse_members(spec)
+    if len(members) > 1:
+        return format_members([Member(public_spec(m.spec), m.weight) for m in members])
     scheme, sep, body = spec.partition(":")
     if not sep:
         return spec
