@@ -15,8 +15,8 @@ class EnsembleBench:
     n: int = 256  # items per round (images as PNG bytes, or captions)
     reps: int = 5  # interleaved rounds; medians reported
     batch_size: int = 64  # encode batch size
-    text: str = "minilm + minilm-l3"  # text ensemble spec (pipeline/specs.py)
-    image: str = "efficientnet-lite0 + efficientnet-lite2"  # image ensemble spec
+    text: str = "minilm + minilm-l3 + e5-small"  # text ensemble spec: configs/openmoji-ensemble.yaml
+    image: str = "efficientnet-lite0 + efficientnet-lite1 + efficientnet-lite2"  # image ensemble spec
     budget: float = BUDGET  # seconds per modality; no new round starts past it
 
 

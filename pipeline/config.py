@@ -55,7 +55,7 @@ class DataConfig:
 @dataclass
 class AnchorConfig:
     count: int = 800  # number of parallel anchors (image-caption pairs)
-    strategy: str = "random"  # selector from the registry: random, stratified, kmeans, fps
+    strategy: str = "random"  # selector from the registry: random, stratified, kmeans, fps, aligned(-stratified)
     seed: int = 0  # seed for the selector
     path: str | None = None  # a parquet anchor set to use instead of selecting anchors from the data
     # an anchor's text side when it has several captions: their "mean" in the encoder space, or the "first"
