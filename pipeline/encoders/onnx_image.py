@@ -17,12 +17,14 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .base import Encoder
+from .prefetch import encode_ahead
 from .torch_image import IMAGE_BACKENDS, TorchImageEncoder, default_num_workers
 
 if TYPE_CHECKING:
@@ -42,7 +44,8 @@ class OnnxExportError(RuntimeError):
 
 
 class OnnxImageEncoder(TorchImageEncoder):
-    """A torch image tower whose forward runs an ONNX Runtime session; decoding stays in DataLoader workers."""
+    """A torch image tower whose forward runs an ONNX Runtime session; decoding runs in DataLoader workers, or on
+    two cores or fewer in one thread a batch ahead (:mod:`.prefetch`)."""
 
     backend = "onnx"
 
@@ -54,6 +57,19 @@ class OnnxImageEncoder(TorchImageEncoder):
         """The ONNX graph on a preprocessed batch (a torch tensor from the DataLoader, or an array)."""
         x = batch.numpy() if hasattr(batch, "numpy") else np.asarray(batch)
         return self.session.run([_OUTPUT], {_INPUT: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def encode(
+        self,
+        items: Sequence[Any],
+        *,
+        batch_size: int = 64,
+        show_progress: bool | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        """With no decoding workers (two cores or fewer), decode in a thread one batch ahead of the forward."""
+        if self.num_workers or len(items) == 0:
+            return super().encode(items, batch_size=batch_size, show_progress=show_progress, ids=ids)
+        return encode_ahead(self, items, ids, batch_size, show_progress)
 
 
 def onnx_num_workers() -> int:

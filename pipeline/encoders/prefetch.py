@@ -1,0 +1,102 @@
+"""Decoding beside an ONNX Runtime forward on few cores: one prefetch thread, and a numpy tail to the transform.
+
+Why: on two cores, DataLoader worker processes preempt ORT's threads (0.54x bare ORT), and decoding between
+forwards leaves the forward idle meanwhile (about 0.8x). A thread that decodes the next batch while ORT runs
+this one fills the gaps of ORT's parallel operators instead; PIL and numpy release the GIL. The tensor tail of
+the usual transform (``ToTensor`` then ``Normalize``) is redone in numpy, the same float32 operations in the
+same order, so the batches are bit-identical while no torch op runs (and spins up torch's thread pool) per
+image. Measured side by side in ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..data.images import load_image
+from ..progress import progress
+
+PREFETCH = 2  # batches decoded ahead of the forward: one in flight, one ready
+
+
+def numpy_transform(transform: Any) -> Callable[[Any], np.ndarray]:
+    """``transform`` as a function from a PIL image to a float32 CHW array.
+
+    A torchvision ``Compose`` that ends in ``ToTensor`` (or a subclass, such as timm's) and ``Normalize`` keeps
+    its PIL steps and gets a numpy tail; any other transform runs as it is and is converted afterwards.
+    """
+    from torchvision import transforms as T
+
+    steps = list(getattr(transform, "transforms", []))
+    if len(steps) < 2 or not (isinstance(steps[-2], T.ToTensor) and isinstance(steps[-1], T.Normalize)):
+        return lambda img: np.asarray(transform(img), dtype=np.float32)
+    head, norm = steps[:-2], steps[-1]
+    mean = np.asarray(norm.mean, dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(norm.std, dtype=np.float32).reshape(-1, 1, 1)
+
+    def apply(img: Any) -> np.ndarray:
+        for step in head:
+            img = step(img)
+        x = np.asarray(img, dtype=np.uint8)  # as ToTensor reads a PIL image: HWC, one channel as HW1
+        x = (x[:, :, None] if x.ndim == 2 else x).transpose(2, 0, 1)  # CHW
+        x = x.astype(np.float32) / np.float32(255)  # ToTensor: float, then / 255
+        return (x - mean) / std  # Normalize
+
+    return apply
+
+
+def prefetched_batches(
+    items: Sequence[Any], ids: Sequence[str] | None, transform: Callable[[Any], np.ndarray], batch_size: int
+) -> Iterator[np.ndarray]:
+    """(b, C, H, W) float32 batches of ``items``, decoded one batch ahead in a background thread.
+
+    A bad image raises here, in the caller's thread, with the error that names its item; a consumer that stops
+    early stops the thread at its next batch.
+    """
+    done = object()
+    ready: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for start in range(0, len(items), batch_size):
+                if stop.is_set():
+                    return
+                ready.put(np.stack([transform(load_image(items[i], item=ids[i] if ids is not None else f"#{i}"))
+                                    for i in range(start, min(start + batch_size, len(items)))]))
+            ready.put(done)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which raises it
+            ready.put(e)
+
+    thread = threading.Thread(target=produce, name="relspace-decode", daemon=True)
+    thread.start()
+    try:
+        while (batch := ready.get()) is not done:
+            if isinstance(batch, BaseException):
+                raise batch
+            yield batch
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue, then let it see ``stop``
+            try:
+                ready.get_nowait()
+            except queue.Empty:
+                thread.join(0.01)
+
+
+def encode_ahead(
+    enc: Any, items: Sequence[Any], ids: Sequence[str] | None, batch_size: int, show_progress: bool | None
+) -> np.ndarray:
+    """``enc.forward`` on every batch of ``items`` while the next one decodes: (n, enc.dim) float32."""
+    out = np.empty((len(items), enc.dim), dtype=np.float32)
+    pos = 0
+    with progress(total=len(items), desc=f"encode images ({enc.spec})", enabled=show_progress) as bar:
+        for batch in prefetched_batches(items, ids, numpy_transform(enc.transform), batch_size):
+            out[pos : pos + len(batch)] = enc.forward(batch)
+            pos += len(batch)
+            bar.update(len(batch))
+    return out

@@ -1,0 +1,73 @@
+"""Decoding a batch ahead of the ONNX Runtime forward: the numpy transform equals torch's bit for bit, a bad
+image is named from the decoding thread, and both decoding paths of the ORT encoder give the same vectors."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.config import Config
+from pipeline.data import load_data
+from pipeline.data.images import ImageLoadError, load_image
+from pipeline.encoders import create_encoder
+from pipeline.encoders.prefetch import numpy_transform, prefetched_batches
+
+
+@pytest.fixture(scope="module")
+def pngs(small_config: Config) -> list[bytes]:
+    return list(load_data(small_config.data)["image"][:40])
+
+
+def _png(mode: str, size: tuple[int, int] = (50, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, 128).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("arch", ["timm", "open_clip"])
+def test_the_numpy_tail_equals_the_torch_transform_bit_for_bit(arch: str, pngs: list[bytes]) -> None:
+    if arch == "timm":
+        transform = create_encoder("efficientnet-lite0", "image", "cpu", image_backend="torch").transform
+    else:  # open_clip's preprocessing: Resize, CenterCrop, a convert-to-RGB function, ToTensor, Normalize
+        import open_clip
+
+        transform = open_clip.image_transform(64, is_train=False)
+    fast = numpy_transform(transform)
+    for png in [*pngs[:8], _png("L"), _png("RGBA", (30, 70))]:
+        img = load_image(png)
+        np.testing.assert_array_equal(fast(img), transform(img).numpy())
+
+
+def test_any_other_transform_runs_as_it_is() -> None:
+    fast = numpy_transform(lambda img: np.zeros((3, 2, 2)) + img.size[0])
+    assert fast(Image.new("RGB", (5, 5))).dtype == np.float32 and fast(Image.new("RGB", (5, 5)))[0, 0, 0] == 5
+
+
+def test_a_bad_image_is_named_from_the_decoding_thread(pngs: list[bytes]) -> None:
+    items = [*pngs[:5], b"not an image", *pngs[5:9]]
+    ids = [f"emoji-{i}" for i in range(len(items))]
+    batches = prefetched_batches(items, ids, numpy_transform(lambda img: np.zeros((3, 4, 4))), 4)
+    assert next(batches).shape == (4, 3, 4, 4)
+    with pytest.raises(ImageLoadError, match="emoji-5"):
+        next(batches)
+
+
+def test_a_consumer_that_stops_early_stops_the_thread(pngs: list[bytes]) -> None:
+    before = {t for t in threading.enumerate() if t.name == "relspace-decode"}
+    batches = prefetched_batches(pngs * 5, None, numpy_transform(lambda img: np.zeros((3, 4, 4))), 2)
+    next(batches)
+    batches.close()  # what a `break` out of the loop does
+    assert {t for t in threading.enumerate() if t.name == "relspace-decode"} == before
+
+
+def test_the_thread_and_the_dataloader_give_the_same_vectors(pngs: list[bytes], tmp_path) -> None:
+    enc = create_encoder("efficientnet-lite0", "image", "cpu", image_backend="onnx", cache_dir=str(tmp_path))
+    enc.num_workers = 0  # decoding a batch ahead in a thread
+    ahead = enc.encode(pngs, batch_size=16)
+    enc.num_workers = 1  # DataLoader workers
+    np.testing.assert_array_equal(ahead, enc.encode(pngs, batch_size=16))
+    assert ahead.shape == (40, 1280) and not np.allclose(ahead[0], ahead[1])
