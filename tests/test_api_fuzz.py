@@ -35,6 +35,9 @@ MIN_CASES = 1000  # across all operations, in the CI profile
 # test_api_regressions.py). Every other rule a schema can state is in /openapi.json and checked both ways.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance, negative_data_rejection]
+# Nor negative_data_rejection on a multipart body: every form field is a string on the wire, so a "type"
+# violation (the array [null] for text) arrives as the text "[null]", valid by the schema. JSON bodies keep it.
+FORM_CHECKS = [c for c in CHECKS if c is not negative_data_rejection]
 POS, NEG = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 # Every operation of the API with Hypothesis's max_examples per generation mode: an operation without inputs
 # (or whose only input is any string) cannot be sent invalid data, and one without inputs stops after one
@@ -71,7 +74,7 @@ def test_operation_conforms_and_never_fails(api_schema, operation: tuple[str, st
     @given(case=api_schema[path][method].as_strategy(generation_mode=mode))
     def run(case) -> None:
         CASES[label] += 1
-        case.call_and_validate(checks=CHECKS)
+        case.call_and_validate(checks=FORM_CHECKS if case.media_type == "multipart/form-data" else CHECKS)
 
     run()
 
