@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ from ..spaces import MODALITIES, Modality
 from ..specs import PREFIX
 
 __all__ = ["ALIASES", "MODALITIES", "PREFIX_OPTION", "SCHEMES", "Encoder", "EncoderInfo", "Modality", "TextEncoder",
-           "check_texts", "register_alias", "register_encoder", "split_prefix"]
+           "check_texts", "fill_rows", "register_alias", "register_encoder", "split_prefix"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,13 +123,27 @@ class TextEncoder(Encoder):
         ids: Sequence[str] | None = None,
     ) -> np.ndarray:
         texts = [self.prefix + t for t in check_texts(items, ids)]
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        with progress(total=len(texts), desc=f"encode text ({self.spec})", enabled=show_progress) as bar:
-            for start in range(0, len(texts), batch_size):
-                chunk = texts[start : start + batch_size]
-                out[start : start + len(chunk)] = self.forward(chunk)
-                bar.update(len(chunk))
-        return out
+        vectors = (self.forward(texts[start : start + batch_size]) for start in range(0, len(texts), batch_size))
+        return fill_rows(vectors, len(texts), self.dim, desc=f"encode text ({self.spec})", show_progress=show_progress)
+
+
+def fill_rows(
+    vectors: Iterable[np.ndarray], n: int, dim: int, *, desc: str, show_progress: bool | None = None
+) -> np.ndarray:
+    """Stack batches of vectors into one preallocated (n, dim) float32 array under a progress bar.
+
+    Every encoder's batch loop ends here, so the whole output is allocated once rather than concatenated.
+    """
+    out = np.empty((n, dim), dtype=np.float32)
+    pos = 0
+    with progress(total=n, desc=desc, enabled=show_progress) as bar:
+        for batch in vectors:
+            out[pos : pos + len(batch)] = batch
+            pos += len(batch)
+            bar.update(len(batch))
+    if pos != n:
+        raise RuntimeError(f"{desc}: the batches held {pos} vectors for {n} items")
+    return out
 
 
 def check_texts(items: Sequence[Any], ids: Sequence[str] | None = None) -> list[str]:

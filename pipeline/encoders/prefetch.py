@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..data.images import load_image
-from ..progress import progress
+from .base import fill_rows
 
 PREFETCH = 2  # batches decoded ahead of the forward: one in flight, one ready
 
@@ -92,11 +92,6 @@ def encode_ahead(
     enc: Any, items: Sequence[Any], ids: Sequence[str] | None, batch_size: int, show_progress: bool | None
 ) -> np.ndarray:
     """``enc.forward`` on every batch of ``items`` while the next one decodes: (n, enc.dim) float32."""
-    out = np.empty((len(items), enc.dim), dtype=np.float32)
-    pos = 0
-    with progress(total=len(items), desc=f"encode images ({enc.spec})", enabled=show_progress) as bar:
-        for batch in prefetched_batches(items, ids, numpy_transform(enc.transform), batch_size):
-            out[pos : pos + len(batch)] = enc.forward(batch)
-            pos += len(batch)
-            bar.update(len(batch))
-    return out
+    batches = prefetched_batches(items, ids, numpy_transform(enc.transform), batch_size)
+    return fill_rows((enc.forward(b) for b in batches), len(items), enc.dim,
+                     desc=f"encode images ({enc.spec})", show_progress=show_progress)

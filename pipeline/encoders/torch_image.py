@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..data.images import ImageLoadError, load_image
-from ..progress import progress
 from ..registry import Registry
-from .base import Encoder
+from .base import Encoder, fill_rows
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +58,13 @@ def _collate(batch: list[Any]) -> Any:
 
     failed = next((x for x in batch if isinstance(x, _Failed)), None)
     return failed if failed is not None else default_collate(batch)
+
+
+def _checked(batch: Any) -> Any:
+    """A collated batch, or the worker's failure raised here with its one-line message naming the item."""
+    if isinstance(batch, _Failed):
+        raise ImageLoadError(str(batch))
+    return batch
 
 
 class TorchImageEncoder(Encoder):
@@ -111,17 +117,8 @@ class TorchImageEncoder(Encoder):
             persistent_workers=False,
             collate_fn=_collate,
         )
-        out = np.empty((len(items), self.dim), dtype=np.float32)
-        pos = 0
-        with progress(total=len(items), desc=f"encode images ({self.spec})", enabled=show_progress) as bar:
-            for batch in loader:
-                if isinstance(batch, _Failed):
-                    raise ImageLoadError(str(batch))
-                feats = self.forward(batch)
-                out[pos : pos + len(feats)] = feats
-                pos += len(feats)
-                bar.update(len(feats))
-        return out
+        return fill_rows((self.forward(_checked(batch)) for batch in loader), len(items), self.dim,
+                         desc=f"encode images ({self.spec})", show_progress=show_progress)
 
 
 def batches(n: int, batch_size: int, first: int) -> list[range]:
