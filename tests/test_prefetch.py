@@ -4,6 +4,8 @@ image is named from the decoding thread, and both decoding paths of the ORT enco
 from __future__ import annotations
 
 import io
+import os
+import sys
 import threading
 
 import numpy as np
@@ -37,14 +39,36 @@ def test_the_numpy_tail_equals_the_torch_transform_bit_for_bit(arch: str, pngs: 
 
         transform = open_clip.image_transform(64, is_train=False)
     fast = numpy_transform(transform)
+    batch = np.full((2, *transform(load_image(pngs[0])).shape), np.nan, dtype=np.float32)
     for png in [*pngs[:8], _png("L"), _png("RGBA", (30, 70))]:
         img = load_image(png)
-        np.testing.assert_array_equal(fast(img), transform(img).numpy())
+        want = transform(img).numpy()
+        np.testing.assert_array_equal(fast(img), want)
+        assert fast(img).flags.c_contiguous  # ORT reads the batch as it is
+        np.testing.assert_array_equal(fast(img, batch[1]), want)  # written in place into a batch's slot
+        np.testing.assert_array_equal(batch[1], want)
+    assert np.isnan(batch[0]).all()  # and nowhere else
 
 
 def test_any_other_transform_runs_as_it_is() -> None:
     fast = numpy_transform(lambda img: np.zeros((3, 2, 2)) + img.size[0])
     assert fast(Image.new("RGB", (5, 5))).dtype == np.float32 and fast(Image.new("RGB", (5, 5)))[0, 0, 0] == 5
+    out = np.zeros((3, 2, 2), dtype=np.float32)
+    assert fast(Image.new("RGB", (7, 7)), out) is out and (out == 7).all()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_the_decoding_thread_yields_the_cpu_to_the_forward(pngs: list[bytes]) -> None:
+    seen: list[int] = []
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def transform(img: Image.Image, out: np.ndarray | None = None) -> np.ndarray:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return np.zeros((3, 4, 4), dtype=np.float32)
+
+    assert len(list(prefetched_batches(pngs[:6], None, transform, 4))) == 2
+    assert seen == [19] * 6  # the lowest priority, in the decoding thread only
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
 
 
 def test_a_bad_image_is_named_from_the_decoding_thread(pngs: list[bytes]) -> None:
