@@ -57,6 +57,14 @@ def test_any_other_transform_runs_as_it_is() -> None:
     assert fast(Image.new("RGB", (7, 7)), out) is out and (out == 7).all()
 
 
+def test_an_image_that_comes_out_another_size_is_named_not_broadcast(pngs: list[bytes]) -> None:
+    sizes = iter([(3, 4, 4), (3, 4, 4), (1, 1, 1), (3, 4, 4)])  # the third would broadcast into its slot
+    fast = numpy_transform(lambda img: np.ones(next(sizes)))
+    batches = prefetched_batches(pngs[:4], [f"emoji-{i}" for i in range(4)], fast, 4)
+    with pytest.raises(ValueError, match=r"item 'emoji-2'.*\(1, 1, 1\).*same size"):
+        next(batches)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
 def test_the_decoding_thread_yields_the_cpu_to_the_forward(pngs: list[bytes]) -> None:
     seen: list[int] = []

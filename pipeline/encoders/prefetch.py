@@ -64,6 +64,9 @@ def _into(out: np.ndarray | None, x: np.ndarray) -> np.ndarray:
     """``x`` as float32, copied into ``out`` when given (a slot of the batch), else into a new array."""
     if out is None:
         return np.array(x, dtype=np.float32, order="C")
+    if x.shape != out.shape:  # copyto would broadcast a (1, 1, 1) result over the slot without a word
+        raise ValueError(f"the transform gave an array of shape {x.shape}, but the batch's first image gave "
+                         f"{out.shape}; every image must come out the same size")
     np.copyto(out, x)
     return out
 
@@ -83,7 +86,12 @@ def prefetched_batches(
     stop = threading.Event()
 
     def decode(i: int, out: np.ndarray | None = None) -> np.ndarray:
-        return transform(load_image(items[i], item=ids[i] if ids is not None else f"#{i}"), out)
+        item = ids[i] if ids is not None else f"#{i}"
+        img = load_image(items[i], item=item)
+        try:
+            return transform(img, out)
+        except ValueError as e:
+            raise ValueError(f"item {item!r}: {e}") from e
 
     def produce() -> None:
         try:
