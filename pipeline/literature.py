@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .config import ProjectorConfig
-from .methods import Space, register_method
+from .method_registry import Space, register_method
 from .registry import Registry
 from .relative import RelativeProjector, l2_normalize, signed_power
 

@@ -7,36 +7,15 @@ L2-normalised vectors, so that inner product is cosine in every method.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 
+from . import literature as _literature  # noqa: F401 - its methods register on import, so every lister sees them
 from .agreement import fit_pair
 from .config import ProjectorConfig
-from .projectors import Blocks
-from .registry import Registry
+from .method_registry import METHODS, Layout, Map, MethodFit, Space, register_method
 from .relative import l2_normalize
 
-Map = Callable[[np.ndarray], np.ndarray]
-
-
-@dataclass
-class Space:
-    """A fitted method: ``text`` and ``image`` map absolute vectors into one shared space."""
-
-    text: Map
-    image: Map
-
-
-# (text anchors, image anchors, projector options, seed, blocks) -> Space. ``blocks`` gives, per modality, the
-# (width, weight) of each ensemble member's columns (None: one encoder); methods that do not project per encoder
-# see the members' vectors side by side, which is how an ensemble enters a baseline.
-MethodFit = Callable[..., Space]
-Layout = tuple["Blocks | None", "Blocks | None"]  # (text blocks, image blocks)
-METHODS: Registry[MethodFit] = Registry("method")
-register_method = METHODS.register
-
+__all__ = ["METHODS", "Layout", "Map", "MethodFit", "Space", "fit_method", "list_methods", "register_method"]
 
 def list_methods() -> list[str]:
     return METHODS.names()

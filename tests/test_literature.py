@@ -3,15 +3,24 @@ and pseudo-anchor mining on a planted set."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-import pipeline.evaluate  # noqa: F401  (registers the literature methods)
 from pipeline.config import ProjectorConfig
 from pipeline.literature import DISTANCES, LocalCKA, product_space
 from pipeline.methods import Space, fit_method
 from pipeline.pseudo_anchors import bootstrap, gate_margin, mutual_neighbours
 from pipeline.relative import signed_power
+
+
+def test_every_method_is_listed_without_importing_the_evaluation_package() -> None:
+    code = ("import sys; from pipeline import list_methods; names = list_methods(); "
+            "print(sorted(set(names) & {'poi', 'cka', 'relspace'}), 'pipeline.evaluate' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["['cka',", "'poi',", "'relspace']", "False"]  # a fresh interpreter
 
 
 def direct_cka(k: np.ndarray, l_: np.ndarray) -> float:

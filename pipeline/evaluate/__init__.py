@@ -8,9 +8,6 @@ report, ``sweep`` runs a grid of configs and ``report`` aggregates over seeds an
 
 from __future__ import annotations
 
-# The literature levers (poi, cka, ...) register themselves as methods on import; methods.py cannot import them
-# (literature.py builds on methods.py: a cycle), and every scorer of methods goes through this package.
-from .. import literature as _literature  # noqa: F401
 from .classify import LabelColumn, Labels, align_labels, class_ranks, classify_report, load_labels, top_k_accuracy
 from .metrics import DIRECTIONS, cross_space_measures, knn_sets, ranks_of_truth, retrieval_metrics
 from .protocol import (
