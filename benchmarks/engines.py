@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline import Retriever
     from pipeline.config import load_config
     from pipeline.data import cache_dir
-    from pipeline.engines import make_engine
-    from pipeline.shards import open_shards
+    from pipeline.indexing.engines import make_engine
+    from pipeline.store.shards import open_shards
 
     cfg = load_config(args.config, **{"shard_size": args.shard_size, "index.factory": args.factory})
     out = Path(args.out_dir)

@@ -21,8 +21,8 @@ class EnsembleBench:
 
 
 def run(b: EnsembleBench, ds: Any) -> list[Table]:
+    from pipeline.core.specs import parse_members
     from pipeline.encoders import create_encoder
-    from pipeline.specs import parse_members
 
     rows = []
     for modality, spec, column in (("text", b.text, "caption"), ("image", b.image, "image")):

@@ -30,7 +30,7 @@ class IndexBench:
 
 def synthetic_relative(b: IndexBench) -> tuple[np.ndarray, np.ndarray]:
     """xb, xq: Gaussian-mixture absolute vectors projected onto d anchors with the default projector."""
-    from pipeline.relative import RelativeProjector
+    from pipeline.space.relative import RelativeProjector
 
     rng = np.random.default_rng(b.seed)
     centres = rng.standard_normal((b.clusters, b.d_abs)).astype(np.float32)
@@ -53,8 +53,8 @@ def run(b: IndexBench, ds: Any = None) -> list[Table]:
     """Build, write and search each factory; ``ds`` is unused (the vectors are synthetic)."""
     import faiss
 
+    from pipeline.ann.faiss_index import build_faiss, write_faiss
     from pipeline.config import ProjectorConfig
-    from pipeline.index import build_faiss, write_faiss
 
     t0 = time.perf_counter()
     xb, xq = synthetic_relative(b)

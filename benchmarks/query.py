@@ -61,7 +61,7 @@ def time_queries(
     Returns:
         Seconds per query for ``search`` and ``baseline``, and per stage of the replay (``STAGES``).
     """
-    from pipeline.spaces import IMAGE, SpaceKey
+    from pipeline.core.spaces import IMAGE, SpaceKey
 
     target = "image" if modality == "text" else "text"
     enc, index = r.encoder(modality), r.indexes[target]

@@ -37,12 +37,12 @@ def make_large(src: Path, dst: Path, n: int) -> None:
     """``src`` with both modalities' stored vectors and metadata replaced by ``n`` synthetic rows (one shard)."""
     import pyarrow as pa
 
-    from pipeline.commit import build_indexes, publish
     from pipeline.config import IndexConfig
-    from pipeline.files import link_tree
-    from pipeline.manifest import Manifest
-    from pipeline.relative import l2_normalize
-    from pipeline.shards import ShardPayload, write_shard
+    from pipeline.indexing.commit import build_indexes, publish
+    from pipeline.space.relative import l2_normalize
+    from pipeline.store.files import link_tree
+    from pipeline.store.manifest import Manifest
+    from pipeline.store.shards import ShardPayload, write_shard
 
     manifest = Manifest.read(src)
     m = manifest.anchors["count"]

@@ -248,7 +248,7 @@ SHARD_LINE = re.compile(r"shard (\d+)/(\d+): (complete, kept|\d+ items in [\d.]+
 def run_build(name: str, cmd: list[str], log: Path, *, kill_when: int | None = None,
               partial: Path | None = None) -> Run:
     """Run a build subprocess to the end, or SIGKILL it once ``kill_when`` shards are complete in ``partial``."""
-    from pipeline.shards import list_shards
+    from pipeline.store.shards import list_shards
 
     run = Run(name, log=str(log))
     t0 = time.perf_counter()
@@ -290,7 +290,7 @@ def compare(a: Path, b: Path, queries: list[str], k: int) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from pipeline import Retriever
-    from pipeline.shards import open_shards
+    from pipeline.store.shards import open_shards
 
     out: dict[str, Any] = {}
     for m in ("image", "text"):
@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     if count < 2:
         p.error(f"{b.n} items in shards of {b.shard_size} is one shard: nothing to resume")
 
-    from pipeline.build import partial_dir
+    from pipeline.indexing.build import partial_dir
 
     command = "python -m benchmarks.resume " + shlex.join(sys.argv[1:] if argv is None else argv)
     info = machine()

@@ -72,8 +72,8 @@ class World:
 
 
 def _projectors(world: World) -> dict:
-    from pipeline.relative import RelativeProjector
-    from pipeline.spaces import IMAGE, SpaceKey
+    from pipeline.core.spaces import IMAGE, SpaceKey
+    from pipeline.space.relative import RelativeProjector
 
     concepts = world.concepts(world.b.anchors, seed=1)
     return {IMAGE: RelativeProjector().fit(world.draw("image", concepts, seed=2)),
@@ -84,13 +84,13 @@ def phase_build(b: ScaleBench, out: Path) -> dict:
     """Shards through the library's writer, index choice through its builder, then the atomic publish."""
     import pyarrow as pa
 
-    from pipeline.commit import build_indexes, publish
     from pipeline.config import Config, IndexConfig
-    from pipeline.hashing import hash_arrays
-    from pipeline.manifest import Manifest
-    from pipeline.projectors import save_projectors
-    from pipeline.shards import ShardError, ShardPayload, read_shard, shard_name, write_shard
-    from pipeline.spaces import IMAGE, SpaceKey
+    from pipeline.core.hashing import hash_arrays
+    from pipeline.core.spaces import IMAGE, SpaceKey
+    from pipeline.indexing.commit import build_indexes, publish
+    from pipeline.space.projectors import save_projectors
+    from pipeline.store.manifest import Manifest
+    from pipeline.store.shards import ShardError, ShardPayload, read_shard, shard_name, write_shard
 
     world = World(b)
     projectors = _projectors(world)
@@ -165,9 +165,9 @@ def phase_serve(b: ScaleBench, out: Path) -> dict:
 
 def phase_candidates(b: ScaleBench, out: Path) -> dict:
     """Every candidate of the automatic choice on the published shards, measured as the chooser measures."""
-    from pipeline.autoindex import IndexBudget, evaluate_candidates
+    from pipeline.ann.auto import IndexBudget, evaluate_candidates
     from pipeline.config import IndexConfig
-    from pipeline.shards import open_shards
+    from pipeline.store.shards import open_shards
 
     shards = open_shards(out)
     queries = np.load(out.parent / f"{out.name}.queries.npy")

@@ -28,8 +28,8 @@ import numpy as np
 import yaml
 
 from pipeline.config import Config, load_config
-from pipeline.embed import pool_captions
 from pipeline.encoders import make_encoder
+from pipeline.encoders.embed import pool_captions
 from pipeline.evaluate import Embeddings, aggregate, anchor_split, evaluate_split, load_embeddings
 from pipeline.evaluate.protocol import pool_split
 

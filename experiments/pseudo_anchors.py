@@ -28,9 +28,9 @@ import numpy as np
 
 from pipeline import load_config
 from pipeline.evaluate import aggregate, anchor_split, gallery_mask, load_embeddings, retrieval_metrics
+from pipeline.evaluate.methods import Space, fit_method
 from pipeline.evaluate.metrics import ranks_of_owner
-from pipeline.methods import Space, fit_method
-from pipeline.pseudo_anchors import bootstrap
+from pipeline.evaluate.pseudo_anchors import bootstrap
 
 
 def score(space: Space, caps: np.ndarray, items: np.ndarray, image: np.ndarray, gallery: np.ndarray,

@@ -10,6 +10,9 @@ __all__ = [
     "Config",
     "Hit",
     "IndexMismatchError",
+    "Limits",
+    "LocalEngine",
+    "RayEngine",
     "Retriever",
     "__version__",
     "create_encoder",
@@ -17,28 +20,37 @@ __all__ = [
     "list_encoders",
     "list_methods",
     "load_config",
+    "make_engine",
 ]
 
 # Heavy pieces (torch, faiss, datasets) load on first use, so that `import pipeline` stays fast.
 _LAZY = {
     "Retriever": "pipeline.retriever",
     "Hit": "pipeline.retriever",
-    "IndexMismatchError": "pipeline.manifest",
+    "IndexMismatchError": "pipeline.store.manifest",
     "Config": "pipeline.config",
     "load_config": "pipeline.config",
     "create_encoder": "pipeline.encoders",
     "list_encoders": "pipeline.encoders",
     "evaluate": "pipeline.evaluate",
-    "list_methods": "pipeline.methods",
+    "list_methods": "pipeline.evaluate.methods",
+    "Limits": "pipeline.core.limits",
+    "LocalEngine": "pipeline.indexing.engines.local",
+    "RayEngine": "pipeline.indexing.engines.on_ray",
+    "make_engine": "pipeline.indexing.engines",
 }
 
 if TYPE_CHECKING:
     from .config import Config, load_config
+    from .core.limits import Limits
     from .encoders import create_encoder, list_encoders
     from .evaluate import evaluate
-    from .manifest import IndexMismatchError
-    from .methods import list_methods
+    from .evaluate.methods import list_methods
+    from .indexing.engines import make_engine
+    from .indexing.engines.local import LocalEngine
+    from .indexing.engines.on_ray import RayEngine
     from .retriever import Hit, Retriever
+    from .store.manifest import IndexMismatchError
 
 
 def __getattr__(name: str) -> Any:

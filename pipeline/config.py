@@ -11,7 +11,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from .specs import Member, ensemble_spec
+from .core.specs import Member, ensemble_spec
 
 T = TypeVar("T")
 # An encoder field: one spec string, or a list of specs and {spec, weight} members (an ensemble). Loading turns
@@ -96,7 +96,7 @@ def parse_size(value: str | int, key: str = "size") -> int:
 @dataclass
 class IndexConfig:
     # FAISS index_factory string (inner product on L2-normalised vectors = cosine), or "auto": pick the
-    # index under max_memory and max_query_ms that reaches the recall target (pipeline/autoindex.py)
+    # index under max_memory and max_query_ms that reaches the recall target (pipeline/ann/auto.py)
     factory: str = "Flat"
     train_size: int = 100_000  # at most this many vectors train an index that needs training (IVF, PQ)
     thumbnails: int = 128  # side of the PNG thumbnails stored beside the index; 0 stores none

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
-from .manifest import Manifest
+from .store.manifest import Manifest
 
 # Queries the demo shows; generic everyday concepts, not chosen from the evaluation results.
 DEMO_QUERIES = ("a red apple", "a dog", "a rocket", "a crying face", "pizza", "a rainbow")
@@ -27,7 +27,7 @@ def format_hits(hits: list[Any]) -> str:
 def run_demo(config: str | Path | Config | None = None, out: str | Path | None = None, *, rebuild: bool = False,
              device: str | None = None) -> None:
     """Reuse the demo index if it was built from this config (else build it), and print searches."""
-    from . import Retriever
+    from .retriever import Retriever
 
     cfg = load_config(config)
     out = Path(out) if out else Path("indexes") / cfg.name

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .limits import Limits
-from .spaces import MODALITIES
+from .core.limits import Limits
+from .core.spaces import MODALITIES
 
 
 class QueryError(ValueError):

@@ -9,24 +9,24 @@ from typing import Any
 
 import numpy as np
 
-from .anchors import AnchorSet
-from .build import build_index
+from .ann.faiss_index import read_faiss, search_faiss
 from .config import Config, ProjectorConfig, from_dict, load_config
+from .core.io import read_parquet
+from .core.limits import Limits
+from .core.spaces import IMAGE, MODALITIES, SpaceKey
+from .core.specs import ensemble_spec
 from .data.images import load_image
 from .encoders import Encoder, create_encoder
-from .engines import Engine, make_engine
-from .files import read_parquet
-from .index import read_faiss, search_faiss
-from .items import Hit, ItemTables
-from .layout import PROJECTORS, index_file, items_file
-from .limits import Limits
-from .manifest import Manifest
-from .projectors import Projector, load_projectors
+from .indexing.build import build_index
+from .indexing.engines import Engine, make_engine
+from .indexing.reanchor import destination, reanchor
+from .indexing.update import add_data, update_index
 from .query import Query
-from .reanchor import destination, reanchor
-from .spaces import IMAGE, MODALITIES, SpaceKey
-from .specs import ensemble_spec
-from .update import add_data, update_index
+from .space.anchors import AnchorSet
+from .space.projectors import Projector, load_projectors
+from .store.items import Hit, ItemTables
+from .store.layout import PROJECTORS, index_file, items_file
+from .store.manifest import Manifest
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Retriever:
             resume: None continues a stopped build of ``out_dir`` from its finished shards when there is
                 one; True requires one; False starts over.
             engine: where the shards and FAISS adds run: ``"local"`` (default), ``"ray"``, or an engine
-                instance such as ``RayEngine(address=..., num_actors=...)`` (:mod:`pipeline.engines`).
+                instance such as ``RayEngine(address=..., num_actors=...)`` (:mod:`pipeline.indexing.engines`).
 
         Returns:
             The loaded Retriever for the new index.
@@ -113,7 +113,7 @@ class Retriever:
             image_encoder: likewise for images.
             anchors: an anchor parquet the caller's side uses; refused if its hash differs.
             device: torch device for the query encoders.
-            limits: bounds on queries; default :class:`~pipeline.limits.Limits()`.
+            limits: bounds on queries; default :class:`~pipeline.core.limits.Limits()`.
 
         Raises:
             IndexMismatchError: the manifest does not fit the given encoders or anchors.

@@ -134,7 +134,7 @@ def same_ranking(mine: list[tuple], theirs: list[tuple], tol: float = 1e-5) -> b
 
 def stored_rows(r, modality: str) -> tuple[list[tuple], np.ndarray]:
     """Stored rows (id, and lang and caption for text) and their relative vectors, in FAISS order."""
-    from pipeline.shards import open_shards
+    from pipeline.store.shards import open_shards
 
     table = r.items[modality]
     cols = ["id"] if modality == "image" else ["id", "lang", "caption"]

@@ -11,9 +11,26 @@ MAX_LINES = 300
 LONG_MODULES: dict[str, str] = {
     "pipeline/retriever.py": "the public API facade: one short method per user operation (build, load, search, "
                              "embed, swap, add, remove, items), each delegating to its stage's module",
-    "pipeline/cli.py": "the command line: a parser and a short call into the API for each of its twelve commands; "
-                       "split up, one command's options would live apart from its call",
 }
+
+# The layers, lowest first: a module may import its own layer and those below it, never one above. The package's
+# __init__ and __main__ only re-export and start the CLI, so they stand above everything.
+LAYERS: list[set[str]] = [
+    {"version"},
+    {"core"},
+    {"config"},
+    {"data"},
+    {"encoders"},
+    {"space"},
+    {"ann"},
+    {"store"},
+    {"indexing"},
+    {"evaluate"},
+    {"query", "retriever"},
+    {"serve"},
+    {"cli", "demo"},
+]
+TOP_LEVEL_MAX = 12
 
 
 def _modules() -> dict[str, Path]:
@@ -140,3 +157,41 @@ def test_modules_stay_small():
         and str(path.relative_to(PACKAGE.parent)) not in LONG_MODULES
     }
     assert not too_long, f"modules over {MAX_LINES} lines without a stated reason: {too_long}"
+
+
+def layer_of(module: str) -> int | None:
+    """The layer of a pipeline module by its first component below ``pipeline`` (None: the package itself)."""
+    parts = module.split(".")
+    if len(parts) < 2 or parts[1] == "__main__":
+        return None
+    for i, layer in enumerate(LAYERS):
+        if parts[1] in layer:
+            return i
+    raise AssertionError(f"{module} belongs to no layer: add its package to LAYERS in tests/test_architecture.py")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a module in a higher layer than the importer's, as 'importer -> imported'."""
+    out = []
+    for module, targets in sorted(graph.items()):
+        here = layer_of(module)
+        for t in sorted(targets):
+            there = layer_of(t)
+            if here is not None and there is not None and there > here:
+                out.append(f"{module} -> {t}")
+    return out
+
+
+def test_no_upward_imports_between_layers():
+    bad = upward_imports(import_graph())
+    assert not bad, "a lower layer imports a higher one (see LAYERS): " + "; ".join(bad)
+
+
+def test_layer_check_sees_an_upward_import():
+    graph = {"pipeline.core.hashing": {"pipeline.store.layout"}, "pipeline.store.layout": {"pipeline.core.hashing"}}
+    assert upward_imports(graph) == ["pipeline.core.hashing -> pipeline.store.layout"]
+
+
+def test_top_level_stays_small():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= TOP_LEVEL_MAX, f"pipeline/ has {len(top)} modules at its top level (stages go in packages): {top}"

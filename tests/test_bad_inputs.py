@@ -19,10 +19,10 @@ import pytest
 from PIL import Image
 
 from pipeline import IndexMismatchError, Retriever
-from pipeline.anchors import AnchorSet
 from pipeline.config import ConfigError, load_config
 from pipeline.data.images import ImageLoadError, load_image, probe_image
 from pipeline.query import QueryError
+from pipeline.space.anchors import AnchorSet
 
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "black", "white", "pink", "brown"]
 

@@ -115,7 +115,7 @@ def test_ray_options_need_the_ray_engine(small_config: Config, tmp_path: Path, c
 
 
 def test_engines_are_a_registry() -> None:
-    from pipeline.engines import ENGINES, make_engine
+    from pipeline.indexing.engines import ENGINES, make_engine
 
     assert ENGINES.names() == ["local", "ray"]
     with pytest.raises(ValueError, match="unknown engine 'spark'; known: local, ray"):

@@ -62,7 +62,7 @@ def test_overrides_are_type_checked() -> None:
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_shipped_configs_load(path: Path) -> None:
-    from pipeline.build import check_config
+    from pipeline.indexing.build import check_config
 
     cfg = load_config(path)
     check_config(cfg)  # encoders (ensemble members too), languages and anchor strategy, with no model loaded

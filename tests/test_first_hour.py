@@ -61,7 +61,7 @@ def test_second_process_reuses_the_embedding_cache(tmp_path: Path) -> None:
     code = (
         "import logging; logging.basicConfig(level=logging.INFO); "
         "from pipeline.config import DataConfig; from pipeline.data import load_data; "
-        "from pipeline.embed import embed_dataset; from pipeline.encoders import create_encoder; "
+        "from pipeline.encoders.embed import embed_dataset; from pipeline.encoders import create_encoder; "
         f"ds = load_data(DataConfig(source='folder', path={str(folder)!r}, captions='captions.csv', "
         f"languages=['en', 'es', 'fr', 'de'], cache_dir={str(cache)!r})); "
         f"embed_dataset(ds, create_encoder('minilm', 'text'), lang='en', cache={str(cache / 'embeddings')!r})"
@@ -87,8 +87,8 @@ def test_unknown_encoder_fails_at_once_in_one_line(small_index: Path, tmp_path: 
 
 def test_unknown_encoder_without_network_names_the_cause(monkeypatch) -> None:
     """Without HF_HUB_OFFLINE, the hub is probed once (briefly) instead of retried for a minute and a half."""
+    from pipeline.core.hub import hub_reachable
     from pipeline.encoders import create_encoder
-    from pipeline.hub import hub_reachable
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     if hub_reachable():
@@ -119,7 +119,7 @@ def test_quiet_shows_no_progress_bars(small_index: Path, tmp_path: Path) -> None
 
 def test_index_directory_follows_the_umask(small_config, tmp_path: Path) -> None:
     """Defect 10: index directories were created 0700 (mkdtemp's mode), unlike any other file."""
-    from pipeline.files import atomic_directory
+    from pipeline.store.files import atomic_directory
 
     old = os.umask(0o022)
     try:
@@ -158,7 +158,7 @@ def test_too_many_anchors_fail_before_any_model_loads(tmp_path: Path, capsys, mo
     """Defect 5: 500 anchors on a 300-image folder failed only after 51 s of embedding."""
     import yaml
 
-    import pipeline.build
+    import pipeline.indexing.build
 
     folder = make_folder(tmp_path / "imgs", n=12, extra_langs=())
     cfg = folder_config(folder, tmp_path)
@@ -168,7 +168,7 @@ def test_too_many_anchors_fail_before_any_model_loads(tmp_path: Path, capsys, mo
     def no_models(*args: object, **kwargs: object) -> None:
         raise AssertionError("an encoder was loaded before the anchor count was checked")
 
-    monkeypatch.setattr(pipeline.build, "load_encoders", no_models)
+    monkeypatch.setattr(pipeline.indexing.build, "load_encoders", no_models)
     assert main(["-q", "build", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "idx")]) == 2
     err = capsys.readouterr().err
     assert "cannot choose 50 anchors from 12 items" in err and "anchors.count" in err and not (tmp_path / "idx").exists()
@@ -185,7 +185,7 @@ def test_kmeans_anchors_on_a_small_set_print_no_faiss_warning(capfd) -> None:
     """Defect 5: FAISS printed "please provide at least 5850 training points" for 150 anchors."""
     import numpy as np
 
-    from pipeline.anchors import select_anchors
+    from pipeline.space.anchors import select_anchors
 
     feats = np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32)
     assert len(select_anchors(300, 150, strategy="kmeans", features=feats)) == 150
@@ -223,7 +223,7 @@ def test_on_error_fail_names_the_row_in_one_line_and_keeps_the_old_index(tmp_pat
     """Defect 3: fail mode stops at the first bad row, before any encoder loads, with one line naming it."""
     import yaml
 
-    import pipeline.build
+    import pipeline.indexing.build
 
     folder = make_folder(tmp_path / "imgs", n=12, extra_langs=())
     cfg = folder_config(folder, tmp_path, on_error="fail")
@@ -235,7 +235,7 @@ def test_on_error_fail_names_the_row_in_one_line_and_keeps_the_old_index(tmp_pat
     def no_models(*args: object, **kwargs: object) -> None:
         raise AssertionError("an encoder was loaded before the rows were checked")
 
-    monkeypatch.setattr(pipeline.build, "load_encoders", no_models)
+    monkeypatch.setattr(pipeline.indexing.build, "load_encoders", no_models)
     assert main(["-q", "build", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "idx")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "item 'item003': image file not found" in err and "on_error" in err
@@ -263,14 +263,14 @@ def test_an_encode_error_is_the_items_one_line_not_a_worker_traceback(tmp_path: 
                                              ({"image_encoder": "minilm"}, "embeds text, not image"),
                                              ({"anchors": {"strategy": "psychic"}}, "unknown anchor strategy")])
 def test_config_errors_are_refused_before_any_data_is_read(tmp_path: Path, monkeypatch, override, match) -> None:
-    import pipeline.build
+    import pipeline.indexing.build
     from pipeline import Retriever
     from pipeline.config import load_config
 
     def no_data(*args: object, **kwargs: object) -> None:
         raise AssertionError("the data was read before the config was checked")
 
-    monkeypatch.setattr(pipeline.build, "load_data", no_data)
+    monkeypatch.setattr(pipeline.indexing.build, "load_data", no_data)
     with pytest.raises(ValueError, match=match):
         Retriever.build(load_config(override), tmp_path / "idx")
     assert not (tmp_path / "idx").exists()

@@ -23,8 +23,9 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline import relative
-from pipeline.autoindex import IndexBudget, evaluate_candidates
+from pipeline.ann.auto import IndexBudget, evaluate_candidates
+from pipeline.ann.candidates import CANDIDATES, SMALL_N
+from pipeline.ann.faiss_index import apply_search_params, build_faiss
 from pipeline.config import (
     AnchorConfig,
     Config,
@@ -35,14 +36,13 @@ from pipeline.config import (
     ProjectorConfig,
     load_config,
 )
+from pipeline.core.spaces import SpaceKey
+from pipeline.core.specs import Member
 from pipeline.evaluate import metrics
 from pipeline.evaluate.classify import class_ranks
-from pipeline.index import apply_search_params, build_faiss
-from pipeline.index_candidates import CANDIDATES, SMALL_N
-from pipeline.projectors import load_projectors, save_projectors
-from pipeline.relative import RelativeProjector
-from pipeline.spaces import SpaceKey
-from pipeline.specs import Member
+from pipeline.space import relative
+from pipeline.space.projectors import load_projectors, save_projectors
+from pipeline.space.relative import RelativeProjector
 
 from .conftest import examples, folder_config, same_ranking, stored_vectors, top10, write_jsonl
 
@@ -272,7 +272,7 @@ CONSTRAINED: dict[str, st.SearchStrategy] = {
     "index.recall": st.floats(1e-6, 1.0),
     "index.tune_queries": st.integers(1, 10**6),
 }
-# encoder fields: a spec, or an ensemble of distinct specs with positive weights (see pipeline/specs.py)
+# encoder fields: a spec, or an ensemble of distinct specs with positive weights (see pipeline/core/specs.py)
 _spec = names.map(str.strip).filter(lambda s: s and "+" not in s and "*" not in s)
 _member = _spec | st.builds(Member, _spec, st.floats(1e-3, 1e3))
 _ensemble = _spec | st.lists(_member, min_size=1, max_size=3, unique_by=lambda m: getattr(m, "spec", m))

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from pipeline.core.limits import MAX_IMAGE_PIXELS, Limits
 from pipeline.data.images import ImageLoadError, ImageTooLargeError, load_image
-from pipeline.limits import MAX_IMAGE_PIXELS, Limits
 from pipeline.query import Query, QueryError
 
 from .bomb import HUGE_MESSAGE, png_header

@@ -11,9 +11,9 @@ import pytest
 
 import pipeline
 from pipeline import Hit, Retriever
-from pipeline.anchors import AnchorSet
 from pipeline.config import ProjectorConfig
-from pipeline.manifest import IndexMismatchError
+from pipeline.space.anchors import AnchorSet
+from pipeline.store.manifest import IndexMismatchError
 
 from .conftest import SMALL_ANCHORS, SMALL_ITEMS
 
@@ -131,7 +131,7 @@ def test_search_refuses_what_the_server_refuses(small_retriever: Retriever, kwar
 
 
 def test_retriever_limits_are_configurable(small_index: Path) -> None:
-    from pipeline.limits import Limits
+    from pipeline.core.limits import Limits
 
     r = Retriever.load(small_index, limits=Limits(max_k=3))
     assert len(r.search(text="cat", k=3)) == 3

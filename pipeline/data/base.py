@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..config import DataConfig
-from ..registry import Registry
+from ..core.registry import Registry
 from .checks import BadRow, scan_rows
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import DataConfig
-from ..progress import progress
+from ..core.progress import progress
 from .images import ImageLoadError, probe_image
 
 if TYPE_CHECKING:

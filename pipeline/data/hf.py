@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import DataConfig
-from ..hub import hub_endpoint, hub_offline, hub_reachable
+from ..core.hub import hub_endpoint, hub_offline, hub_reachable
 from .base import cache_dir, caption_list, first_caption, register_source
 
 if TYPE_CHECKING:

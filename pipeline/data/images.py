@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..limits import MAX_IMAGE_PIXELS
+from ..core.limits import MAX_IMAGE_PIXELS
 
 # Transparent pixels are composited onto white: emoji, icons and cut-outs are drawn for light pages.
 BACKGROUND = (255, 255, 255)
-# The decompression-bomb guard is ours (load_image, against pipeline.limits), checked from the header
+# The decompression-bomb guard is ours (load_image, against pipeline.core.limits), checked from the header
 # before any pixel is decoded. PIL's own guard would speak first, in its own words: a warning above
 # ~89 MP and DecompressionBombError in Image.open above ~179 MP, whatever limit relspace is configured
 # with. One limit, one message: PIL's check is switched off and ours always runs instead.
@@ -96,7 +96,7 @@ def load_image(
         source: a PIL image, a path, encoded bytes, or a 🤗 datasets ``{"bytes", "path"}`` dict.
         item: the item's id, used in the error message ("item 'x'").
         what: how errors name the image instead, e.g. "the query image".
-        max_pixels: the pixel limit (default :data:`pipeline.limits.MAX_IMAGE_PIXELS`).
+        max_pixels: the pixel limit (default :data:`pipeline.core.limits.MAX_IMAGE_PIXELS`).
 
     Returns:
         A loaded RGB image.

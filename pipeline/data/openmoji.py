@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import DEMO_LANGUAGES
+from pipeline.core.progress import progress
 from pipeline.data.emoji_groups import emoji_group, groups_version
-from pipeline.progress import progress
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFont

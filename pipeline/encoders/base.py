@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from ..progress import progress
-from ..registry import Registry
-from ..spaces import MODALITIES, Modality
-from ..specs import PREFIX
+from ..core.progress import progress
+from ..core.registry import Registry
+from ..core.spaces import MODALITIES, Modality
+from ..core.specs import PREFIX
 
 __all__ = ["ALIASES", "MODALITIES", "PREFIX_OPTION", "SCHEMES", "Encoder", "EncoderInfo", "Modality", "TextEncoder",
            "check_texts", "fill_rows", "register_alias", "register_encoder", "split_prefix"]
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 # A text encoder's spec may end with this option; everything after it, verbatim, is prepended to every text
 # (e5's "query: "). It is part of the spec, so of the manifest's encoder identity and the embedding cache key.
-PREFIX_OPTION = PREFIX  # "?prefix=": the spec grammar (pipeline/specs.py) keeps what follows verbatim
+PREFIX_OPTION = PREFIX  # "?prefix=": the spec grammar (pipeline/core/specs.py) keeps what follows verbatim
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..specs import Member, format_members
+from ..core.specs import Member, format_members
 from .base import Encoder
 
 

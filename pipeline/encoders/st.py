@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from ..hub import require_model
+from ..core.hub import require_model
 from .base import Encoder, TextEncoder, register_encoder
 
 logger = logging.getLogger(__name__)

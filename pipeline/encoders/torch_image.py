@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.registry import Registry
 from ..data.images import ImageLoadError, load_image
-from ..registry import Registry
 from .base import Encoder, fill_rows
 
 logger = logging.getLogger(__name__)

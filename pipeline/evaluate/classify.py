@@ -18,7 +18,7 @@ import numpy as np
 from ..config import Config
 from ..data import load_data
 from ..encoders import make_encoder
-from ..methods import fit_method
+from .methods import fit_method
 from .protocol import Embeddings, anchor_split, gallery_mask
 from .report import mean_over
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..relative import l2_normalize
+from ..space.relative import l2_normalize
 
 # direction -> (query modality, gallery modality)
 DIRECTIONS = {"t2i": ("text", "image"), "i2t": ("image", "text")}

@@ -9,13 +9,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..anchors import SELECTORS, check_anchor_count, select_anchors, selection_features
 from ..config import Config
 from ..data import cache_dir, caption_rows, captions, load_data
-from ..embed import embed_dataset, pool_captions
 from ..encoders import make_encoder
-from ..methods import fit_method
-from ..projectors import Blocks, make_projector
+from ..encoders.embed import embed_dataset, pool_captions
+from ..space.anchors import SELECTORS, check_anchor_count, select_anchors, selection_features
+from ..space.projectors import Blocks, make_projector
+from .methods import fit_method
 from .metrics import DIRECTIONS, cross_space_measures, ranks_of_owner, retrieval_metrics
 from .report import SplitMetrics, mean_over
 
@@ -37,7 +37,7 @@ class Embeddings:
 
     @property
     def blocks(self) -> tuple[Blocks | None, Blocks | None]:
-        """(text, image) member layouts, as :func:`~pipeline.methods.fit_method` takes them."""
+        """(text, image) member layouts, as :func:`~pipeline.evaluate.methods.fit_method` takes them."""
         return self.text_blocks, self.image_blocks
 
     def get(self, modality: str) -> tuple[np.ndarray, Blocks | None]:

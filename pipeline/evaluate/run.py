@@ -41,7 +41,7 @@ def evaluate(config: str | Path | Config | None = None, emb: Embeddings | None =
     report, ranks = evaluate_with_ranks(cfg, emb)
     report["seconds"] = round(time.perf_counter() - t0, 2)
     if cfg.eval.plot_dir:
-        from ..plots import write_plots  # matplotlib loads only when plots are asked for
+        from .plots import write_plots  # matplotlib loads only when plots are asked for
 
         report["plots"] = write_plots(report, ranks, measured_directions(cfg), Path(cfg.eval.plot_dir))
     return report

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.limits import Limits  # re-exported: the one home of every bound is pipeline.limits
+from pipeline.core.limits import Limits  # re-exported: the one home of every bound is pipeline.core.limits
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -71,8 +71,7 @@ def serve(
     """
     import uvicorn
 
-    from pipeline import Retriever
-
+    from ..retriever import Retriever
     from .app import warm_up
 
     retriever = Retriever.load(index_dir, device=device, limits=limits)

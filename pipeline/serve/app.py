@@ -13,12 +13,12 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from pipeline.limits import Limits
+from pipeline.core.limits import Limits
 from pipeline.version import __version__
 
-from .engine import SearchEngine, warm_up
 from .errors import install_error_handlers
 from .middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from .reloader import SearchEngine, warm_up
 from .routes import router
 from .schemas import search_body
 

@@ -16,14 +16,14 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from pipeline.core.limits import Limits
 from pipeline.data.images import ImageLoadError, load_image
-from pipeline.limits import Limits
 from pipeline.query import Query, QueryError
 from pipeline.retriever import Hit, Retriever
 
-from .engine import SearchEngine
 from .errors import ApiError, describe, image_error
-from .info import counts, public_info
+from .public_info import counts, public_info
+from .reloader import SearchEngine
 from .schemas import SEARCH_BODY, SEARCH_ERRORS, ErrorOut, HitOut, ItemOut, QueryOut, SearchRequest, SearchResponse
 
 logger = logging.getLogger(__name__)

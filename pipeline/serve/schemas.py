@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.limits import Limits
-from pipeline.spaces import MODALITIES
+from pipeline.core.limits import Limits
+from pipeline.core.spaces import MODALITIES
 
 from .errors import ERROR_NAMES
 

@@ -1,0 +1,97 @@
+"""Absolute embeddings of a dataset's images or captions, cached on disk as .npy (never pickle)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..core.hashing import hash_arrays
+from ..data import caption_rows, captions
+from . import Encoder
+
+logger = logging.getLogger(__name__)
+
+Pooling = Literal["mean", "first"]
+
+
+def embed_dataset(
+    ds: Any,
+    encoder: Encoder,
+    *,
+    lang: str | None = None,
+    batch_size: int = 64,
+    cache: str | Path | None = None,
+    show_progress: bool | None = None,
+) -> np.ndarray:
+    """Embed every image of ``ds``, or every caption in ``lang``, with ``encoder``; cached by content.
+
+    Images give one row per item. Captions give one row per caption, in the order of
+    ``caption_rows(captions(ds, lang))``: items with several captions have several rows, items without a
+    caption in ``lang`` none. The cache key covers the encoder's spec and version, the dataset
+    fingerprint and the column, so a changed model or dataset never reuses stale vectors.
+    """
+    if encoder.modality == "text" and lang is None:
+        raise ValueError("embedding captions needs their language")
+    if len(encoder.members) > 1:  # an ensemble: each member is cached on its own, so members can be regrouped freely
+        return np.concatenate([embed_dataset(ds, m, lang=lang, batch_size=batch_size, cache=cache,
+                                             show_progress=show_progress) for m in encoder.members], axis=1)
+    ids = list(ds["id"])
+    if encoder.modality == "image":
+        what, items, names = "image", list(ds["image"]), ids
+    else:
+        rows, items = caption_rows(captions(ds, lang))
+        what, names = f"caption:{lang}", [ids[i] for i in rows]
+    path = None
+    fingerprint = getattr(ds, "_fingerprint", None)  # 🤗 datasets' content fingerprint
+    if cache is not None and fingerprint:
+        key = hash_arrays(encoder.spec, encoder.version, fingerprint, len(ds), what)
+        path = Path(cache) / f"{key[:32]}.npy"
+        if path.is_file():
+            vecs = np.load(path, allow_pickle=False)
+            if vecs.shape == (len(items), encoder.dim):
+                logger.info("reusing cached %s embeddings (%s) from %s", what, encoder.spec, path)
+                return vecs
+    vecs = encoder.encode(items, batch_size=batch_size, ids=names, show_progress=show_progress)
+    if not np.isfinite(vecs).all():
+        bad = names[int(np.flatnonzero(~np.isfinite(vecs).all(axis=1))[0])]
+        raise ValueError(f"item {bad!r}: the {encoder.modality} encoder produced NaN or inf")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, vecs, allow_pickle=False)
+        tmp.replace(path)
+    return vecs
+
+
+def pool_captions(
+    vecs: np.ndarray, rows: np.ndarray, items: Sequence[int], pooling: Pooling = "mean"
+) -> tuple[np.ndarray, np.ndarray]:
+    """One vector per item from its caption rows: their mean in the encoder space, or the first.
+
+    Args:
+        vecs: (n_rows, d) caption embeddings.
+        rows: (n_rows,) the item of each row.
+        items: the items wanted, in order.
+        pooling: "mean" (several captions of an anchor describe one image; their mean is its text side)
+            or "first".
+
+    Returns:
+        (k, d) vectors for the k wanted items that have a caption, and their positions in ``items``.
+    """
+    items = np.asarray(items, dtype=np.int64)
+    rows = np.asarray(rows, dtype=np.int64)
+    lookup = np.full(max(int(rows.max(initial=-1)), int(items.max(initial=-1))) + 1, -1, dtype=np.int64)
+    lookup[items] = np.arange(len(items))
+    pos = lookup[rows]
+    take = np.flatnonzero(pos >= 0)
+    if pooling == "first":  # rows are in item order, so an item's first row comes first
+        take = take[np.unique(pos[take], return_index=True)[1]]
+    sums = np.zeros((len(items), vecs.shape[1]), dtype=np.float64)
+    np.add.at(sums, pos[take], vecs[take])
+    counts = np.bincount(pos[take], minlength=len(items))
+    present = np.flatnonzero(counts)
+    return (sums[present] / counts[present, None]).astype(np.float32), present

@@ -1,0 +1,183 @@
+"""The streaming dataflow: items become relative vectors block by block, each block written as a shard.
+
+Builds and ``add`` share it. Memory is bounded by the anchors, one block and its vectors; a shard that is
+already complete (same rows, source and anchors) is kept, so a killed build resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..core.hashing import hash_arrays
+from ..core.progress import progress
+from ..core.spaces import IMAGE, SpaceKey
+from ..data import caption_rows, captions
+from ..data.images import load_image
+from ..encoders import Encoder
+from ..encoders.embed import embed_dataset
+from ..space.projectors import Projector
+from ..store.shards import Shard, ShardError, ShardPayload, read_shard, shard_name, write_shard
+
+logger = logging.getLogger(__name__)
+
+# Columns that say how an item is stored rather than what it is: not copied into hit metadata.
+STORAGE_COLUMNS = ("image", "captions")
+
+
+@dataclass
+class Projection:
+    """Everything that turns items into relative vectors: encoders, fitted projectors and how to run them."""
+
+    encoders: Mapping[SpaceKey, Encoder]  # by space: IMAGE, TEXT, and text:<lang> for per-language encoders
+    projectors: Mapping[SpaceKey, Projector]
+    languages: Sequence[str]  # caption languages, in the order their rows are stored
+    anchors: str  # hash of the anchor set the projectors were fitted on
+    batch_size: int = 64
+    thumbnails: int = 0  # side of the PNG thumbnails stored with each shard; 0 stores none
+    cache: Path | None = None  # absolute-embedding cache (see embed.embed_dataset)
+
+    def encoder(self, space: SpaceKey) -> Encoder:
+        return encoder_for(self.encoders, space)
+
+    def block(self, ds: Any, *, show_progress: bool | None = None) -> ShardPayload:
+        """Embed and project the items of ``ds``: one image row per item, one text row per caption."""
+        import pyarrow as pa
+
+        x = embed_dataset(ds, self.encoders[IMAGE], batch_size=self.batch_size, cache=self.cache,
+                          show_progress=show_progress)
+        ids = np.asarray(ds["id"], dtype=object)
+        text_vecs, table = [], {"id": [], "lang": [], "caption": []}
+        for lang in self.languages:
+            space = SpaceKey.text(lang)
+            rows, texts = caption_rows(captions(ds, lang))
+            vecs = embed_dataset(ds, self.encoder(space), lang=lang, batch_size=self.batch_size, cache=self.cache,
+                                 show_progress=show_progress)
+            text_vecs.append(self.projectors[space].transform(vecs))
+            table["id"] += ids[rows].tolist()
+            table["lang"] += [lang] * len(texts)
+            table["caption"] += texts
+        dim = self.projectors[IMAGE].total
+        meta = ds.remove_columns([c for c in STORAGE_COLUMNS if c in ds.column_names])
+        return ShardPayload(
+            vectors={"image": self.projectors[IMAGE].transform(x),
+                     "text": np.vstack(text_vecs) if text_vecs else np.zeros((0, dim), np.float32)},
+            items={"image": meta.with_format("arrow")[:],
+                   "text": pa.table({k: pa.array(v, pa.string()) for k, v in table.items()})},
+            thumbnails=thumbnail_table(ds, self.thumbnails) if self.thumbnails else None,
+        )
+
+
+def encoder_for(encoders: Mapping[SpaceKey, Encoder], space: SpaceKey) -> Encoder:
+    """The encoder of a space: its own if it has one, else its modality's shared encoder."""
+    return encoders.get(space) or encoders[space.shared]
+
+
+def source_fingerprint(ds: Any) -> str:
+    """What identifies the source rows: 🤗 datasets' content fingerprint, else a hash of the ids."""
+    return getattr(ds, "_fingerprint", None) or hash_arrays(*ds["id"])
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard to make: its number and the source rows ``[start, stop)`` it holds."""
+
+    number: int
+    rows: tuple[int, int]
+
+
+class ShardRunner(Protocol):
+    """What runs the shard tasks: the local loop below, or an engine's workers (:mod:`pipeline.indexing.engines`)."""
+
+    def write_shards(self, ds: Any, root: Path, projection: Projection, tasks: Sequence[ShardTask],
+                     source: str) -> list[Shard]: ...
+
+
+def write_shards(
+    ds: Any, root: Path, projection: Projection, *, shard_size: int, first: int = 0,
+    engine: ShardRunner | None = None,
+) -> list[Shard]:
+    """Project ``ds`` into shards ``first, first+1, ...`` under ``root``, keeping those already complete.
+
+    A shard on disk is reused only if its files match its record and it was made from the same rows of the
+    same source on the same anchors; anything else is rebuilt, with a warning that says why. The shards
+    left to make run on ``engine`` (default: this process, one after another).
+    """
+    source, n = source_fingerprint(ds), len(ds)
+    count = max(1, math.ceil(n / shard_size))
+    root.mkdir(parents=True, exist_ok=True)
+    kept: list[Shard] = []
+    tasks: list[ShardTask] = []
+    for s in range(count):
+        task = ShardTask(first + s, (s * shard_size, min(n, (s + 1) * shard_size)))
+        path = root / shard_name(task.number)
+        if path.exists():
+            try:
+                kept.append(read_shard(path, source=source, anchors=projection.anchors, rows=task.rows))
+                continue
+            except ShardError as e:
+                logger.warning("%s; rebuilding it", e)
+        tasks.append(task)
+    if kept:
+        logger.info("%d of %d shards complete and kept; %d to make", len(kept), count, len(tasks))
+    run = engine.write_shards if engine is not None else project_here
+    made = run(ds, root, projection, tasks, source) if tasks else []
+    return sorted([*kept, *made], key=lambda shard: shard.path.name)
+
+
+def project_shard(ds: Any, root: Path, projection: Projection, task: ShardTask, source: str,
+                  *, show_progress: bool | None = False) -> Shard:
+    """Embed, project and write one shard: the unit of work of every engine."""
+    payload = projection.block(ds.select(range(*task.rows)), show_progress=show_progress)
+    return write_shard(root, task.number, payload, rows=task.rows, source=source, anchors=projection.anchors)
+
+
+def project_here(ds: Any, root: Path, projection: Projection, tasks: Sequence[ShardTask], source: str) -> list[Shard]:
+    """The shards made in this process, in order, with per-shard throughput and ETA: the local engine."""
+    total = sum(t.rows[1] - t.rows[0] for t in tasks)
+    shards, done, t0 = [], 0, time.perf_counter()
+    with progress(total=total, desc="shards", unit="item") as bar:
+        for i, task in enumerate(tasks):
+            t = time.perf_counter()
+            shards.append(project_shard(ds, root, projection, task, source,
+                                        show_progress=False if len(tasks) > 1 else None))
+            size = task.rows[1] - task.rows[0]
+            done += size
+            bar.update(size)
+            log_shard(i + 1, len(tasks), size, time.perf_counter() - t, done, total, time.perf_counter() - t0)
+    return shards
+
+
+def log_shard(i: int, count: int, items: int, seconds: float, done: int, total: int, elapsed: float) -> None:
+    """The per-shard progress line: items, throughput so far, and the time left at that rate."""
+    rate = done / max(elapsed, 1e-9)
+    logger.info("shard %d/%d: %d items in %.1f s (%.1f items/s), ETA %s", i, count, items, seconds, rate,
+                _duration((total - done) / rate))
+
+
+def thumbnail_table(ds: Any, side: int) -> Any:
+    """PNG thumbnails of the items' images (id, png), for the web page."""
+    import pyarrow as pa
+
+    ids, pngs = [], []
+    for item_id, image in zip(ds["id"], ds["image"]):
+        img = load_image(image, item=item_id)
+        img.thumbnail((side, side))
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        ids.append(item_id)
+        pngs.append(buf.getvalue())
+    return pa.table({"id": pa.array(ids, pa.string()), "png": pa.array(pngs, pa.binary())})
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"

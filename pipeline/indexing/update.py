@@ -1,0 +1,167 @@
+"""Incremental updates: add items to an index or remove them, without re-embedding what it already holds.
+
+New items run through the same dataflow as a build (:mod:`.stream`) with the index's own encoders and
+fitted projectors, so an added item gets exactly the vectors a build would have given it. Removal rewrites
+only the shards that hold removed items, and the index builder compacts. Both end in the same atomic
+publish as a build (:mod:`.commit`), under a lock, so concurrent updates never lose one another.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+import time
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..ann.faiss_index import add_blocks, read_faiss
+from ..config import Config
+from ..core.io import read_parquet
+from ..core.spaces import MODALITIES, SpaceKey
+from ..data import cache_dir, load_data
+from ..encoders import Encoder
+from ..store.files import index_lock, link_tree
+from ..store.layout import SHARDS, index_file, items_file
+from ..store.manifest import MANIFEST, Manifest
+from ..store.shards import Shard, ShardPayload, open_shards, write_shard
+from .commit import blocks, publish, refill
+from .engines import Engine
+from .stream import Projection, write_shards
+
+logger = logging.getLogger(__name__)
+
+
+def update_index(
+    index_dir: Path,
+    manifest: Manifest,
+    *,
+    add: Any = None,
+    projection: Projection | None = None,
+    remove: Collection[str] = (),
+    upsert: bool = False,
+    shard_size: int = 10_000,
+    engine: Engine | None = None,
+) -> Manifest:
+    """Add the items of dataset ``add`` (projected by ``projection``) and remove the ids ``remove``, atomically.
+
+    ``engine`` embeds the new shards and fills the indexes (default: this process).
+
+    Raises:
+        ValueError: an added id is already in the index (without ``upsert``), or is given twice; a removed
+            id is not in the index. Nothing is written then.
+    """
+    with index_lock(index_dir):
+        # Another writer may have published since the caller loaded ``manifest``: build on what is on disk,
+        # so its history entry and generation are kept, unless it changed what the projection depends on.
+        current = Manifest.read(index_dir)
+        if (current.encoders, current.anchors, current.projector) != (manifest.encoders, manifest.anchors,
+                                                                        manifest.projector):
+            raise ValueError(f"{index_dir} was re-anchored or rebuilt since it was loaded; load it again and retry")
+        shards = open_shards(index_dir)
+        stored = set(read_parquet(index_dir / items_file("image"), "image item table").column("id").to_pylist())
+        remove = set(remove)
+        unknown = sorted(remove - stored)
+        if unknown:
+            raise ValueError(f"cannot remove {unknown[0]!r}: no item with that id in {index_dir}"
+                             + (f" ({len(unknown) - 1} more unknown ids)" if len(unknown) > 1 else ""))
+        new_ids = list(add["id"]) if add is not None else []
+        if len(remove) == len(stored) and not new_ids:
+            raise ValueError(f"cannot remove every item of {index_dir}: an index needs at least one")
+        present = [i for i in new_ids if i in stored and i not in remove]
+        if present and not upsert:
+            raise ValueError(f"item {present[0]!r} is already in {index_dir}; ids must stay unique: remove it "
+                             f"first or pass --upsert (upsert=True) to replace it"
+                             + (f" ({len(present) - 1} more)" if len(present) > 1 else ""))
+        remove |= set(present)
+        staging = index_dir.parent / f".{index_dir.name}.update"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            kept = [_without(s, remove, staging) for s in shards]
+            kept = [s for s in kept if s is not None]
+            added: list[Shard] = []
+            if add is not None and len(add):
+                assert projection is not None, "adding items needs the index's projection"
+                first = int(shards[-1].path.name) + 1 if shards else 0
+                added = write_shards(add, staging, projection, shard_size=shard_size, first=first, engine=engine)
+            # read into memory: a memory-mapped index is read-only
+            indexes = {m: read_faiss(index_dir / index_file(m), mmap=False) for m in MODALITIES}
+            fill = engine.add if engine is not None else add_blocks
+            for m, index in indexes.items():
+                if remove:  # compaction: the trained index refilled from the kept shards, ids renumbered in order
+                    refill(index, [*kept, *added], m, fill)
+                else:
+                    fill(index, blocks(added, m), desc=f"FAISS add ({m})")
+            new = copy.deepcopy(current)
+            new.history.append({"op": "update", "added": len(new_ids), "removed": len(remove),
+                                "upserted": len(present), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            languages = [s.lang for s in manifest.spaces if s.lang]
+            skip = {SHARDS, MANIFEST, *(index_file(m) for m in MODALITIES), *(items_file(m) for m in MODALITIES)}
+            publish(index_dir, [*kept, *added], indexes, new, languages,
+                    lambda tmp: link_tree(index_dir, tmp, skip=skip))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    logger.info("updated %s: %d added, %d removed (%d replaced)", index_dir, len(new_ids), len(remove), len(present))
+    return new
+
+
+def add_data(
+    index_dir: Path,
+    manifest: Manifest,
+    cfg: Config,
+    projectors: dict[SpaceKey, Any],
+    encoder: Callable[[SpaceKey], Encoder],
+    *,
+    upsert: bool = False,
+    engine: Engine | None = None,
+) -> Manifest:
+    """Add the items named by ``cfg.data``, embedded by the index's encoders and projected by its projectors.
+
+    The rest of ``cfg`` does not apply: the index decides encoders, anchors, projector and layout. A warning
+    lists the sections of ``cfg`` that differ from the index's, so that a user who meant them knows.
+    """
+    built = manifest.config
+    differ = [k for k in ("text_encoder", "text_encoders", "image_encoder", "anchors", "projector", "index")
+              if k in built and cfg.to_dict()[k] != built[k]]
+    if differ:
+        logger.warning("adding to %s: only the config's data section is used; its %s differ from the index's "
+                       "and are ignored", index_dir, ", ".join(differ))
+    languages = cfg.data.languages  # the new items' captions; an index language they lack is a gap
+    known = [s.lang for s in projectors if s.lang]
+    unknown = [lang for lang in languages if lang not in known]
+    if unknown:
+        raise ValueError(f"the new items' data.languages {unknown} are not languages of {index_dir}, which has "
+                         f"anchor captions in {known} only")
+    ds = load_data(cfg.data)
+    projection = Projection({s: encoder(s) for s in projectors}, projectors, languages, manifest.anchors["hash"],
+                            cfg.batch_size, built.get("index", {}).get("thumbnails", 0),
+                            cache_dir(cfg.data) / "embeddings")
+    return update_index(index_dir, manifest, add=ds, projection=projection, upsert=upsert,
+                        shard_size=built.get("shard_size", Config.shard_size), engine=engine)
+
+
+def _without(shard: Shard, remove: set[str], staging: Path) -> Shard | None:
+    """``shard`` as it is if it holds none of ``remove``, else a copy without them (None if nothing is left)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not remove:
+        return shard
+    drop = pa.array(sorted(remove), pa.string())
+    items = {m: shard.items(m) for m in MODALITIES}
+    masks = {m: ~pc.is_in(items[m].column("id"), value_set=drop).to_numpy(zero_copy_only=False) for m in MODALITIES}
+    if all(mask.all() for mask in masks.values()):
+        return shard
+    if not masks["image"].any():
+        return None
+    thumbs = shard.thumbnails()
+    payload = ShardPayload(
+        vectors={m: np.asarray(shard.vectors(m)[masks[m]]) for m in MODALITIES},
+        items={m: items[m].filter(pa.array(masks[m])) for m in MODALITIES},
+        thumbnails=None if thumbs is None else thumbs.filter(pc.invert(pc.is_in(thumbs.column("id"), value_set=drop))),
+    )
+    return write_shard(staging, int(shard.path.name), payload, rows=tuple(shard.rows), source=shard.source,
+                       anchors=shard.anchors)
