@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
@@ -195,3 +196,35 @@ def test_layer_check_sees_an_upward_import():
 def test_top_level_stays_small():
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(top) <= TOP_LEVEL_MAX, f"pipeline/ has {len(top)} modules at its top level (stages go in packages): {top}"
+
+
+def readme_package_map() -> dict[str, set[str]]:
+    """The README's package table: each package (or top-level module) with the module names its row gives."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    start = readme.index("| layer |", readme.index("### The package, stage by stage"))
+    table = readme[start:readme.index("\n\n", start)]
+    rows: dict[str, set[str]] = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        for where in re.findall(r"`([\w/]+(?:\.py)?)`", cells[1]):
+            rows[where.rstrip("/")] = set(re.findall(r"`(\w+)\.py`", cells[2])) | set(re.findall(r"`(\w+)/`", cells[2]))
+    return rows
+
+
+def test_readme_package_map_matches_the_tree():
+    rows = readme_package_map()
+    missing, stale = [], []
+    for where, named in rows.items():
+        path = PACKAGE / where
+        if where.endswith(".py"):
+            stale += [] if path.is_file() else [where]
+            continue
+        actual = {p.stem for p in path.glob("*.py") if p.stem != "__init__"} | {
+            p.name for p in path.iterdir() if (p / "__init__.py").is_file()}
+        anywhere = {p.stem for p in path.rglob("*")} | {path.name}  # subpackages' modules, static/, the row itself
+        missing += [f"{where}/{m}" for m in sorted(actual - named)]
+        stale += [f"{where}/{m}" for m in sorted(named - anywhere)]
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    top = {p.name for p in PACKAGE.glob("*.py")} - {"__init__.py", "__main__.py", "version.py"}
+    missing += sorted((packages | top) - set(rows))
+    assert not missing and not stale, f"README package map: not listed {missing}; listed but gone {stale}"

@@ -17,9 +17,9 @@ README = (ROOT / "README.md").read_text()
 # Commands of the README's command-line block that are not run here, and why.
 NOT_RUN = {
     "build": "the Python API block builds the same index with the same config",
-    "eval": "minutes on the full demo; tests/test_evaluate.py runs eval on small data",
-    "sweep": "many evals; tests/test_evaluate.py runs a sweep on small data",
-    "serve": "runs until interrupted; tests/test_serve.py serves the API",
+    "eval": "minutes on the full demo; tests/evaluate/test_evaluate.py runs eval on small data",
+    "sweep": "many evals; tests/evaluate/test_evaluate.py runs a sweep on small data",
+    "serve": "runs until interrupted; tests/serve/test_serve.py serves the API",
     "demo": "the fixture below runs it first, as the Quick start does",
 }
 
