@@ -123,3 +123,33 @@ def test_engines_are_a_registry() -> None:
     engine = make_engine("ray", num_actors=3, actor_cpus=None)  # None options keep the defaults
     assert (engine.num_actors, engine.actor_cpus) == (3, 1.0)
     assert make_engine(engine) is engine
+
+
+def test_global_options_work_after_the_command(tmp_path: Path, capsys) -> None:
+    """-v and -q are accepted after the command too, and one given before it is not reset by the command."""
+    from pipeline.cli import build_parser
+
+    args = build_parser().parse_args(["search", str(tmp_path), "--text", "x", "-q", "-v"])
+    assert args.quiet and args.verbose == 1
+    args = build_parser().parse_args(["-q", "--device", "cpu", "search", str(tmp_path), "--text", "x"])
+    assert args.quiet and args.device == "cpu" and args.verbose == 0
+    assert main(["search", str(tmp_path), "--text", "x", "-v"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_one_line_errors_name_no_class_unless_a_bug() -> None:
+    from pipeline.cli.main import _one_line
+
+    assert _one_line(RuntimeError("the index at X is being written")) == "the index at X is being written"
+    assert _one_line(OSError("disk full")) == "disk full"
+    bug = _one_line(KeyError("counts"))
+    assert bug.startswith("KeyError: 'counts'") and "report it" in bug
+    assert _one_line(RuntimeError()).startswith("RuntimeError")
+
+
+def test_a_closed_pipe_is_no_traceback(small_index: Path) -> None:
+    """``relspace info X --json | head`` ended in BrokenPipeError; the reader leaving is no error to report."""
+    code = ("import os, sys; r, w = os.pipe(); os.close(r); os.dup2(w, 1); from pipeline.cli import main; "
+            f"sys.exit(main(['-q', 'info', {str(small_index)!r}, '--json']))")  # stdout: a pipe nobody reads
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 141 and proc.stderr == "", proc.stderr

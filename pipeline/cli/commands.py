@@ -48,7 +48,7 @@ def _engine(args: argparse.Namespace) -> Any:
                                                                       "actor_gpus")})
 
 
-def _engine_options(s: argparse.ArgumentParser) -> None:
+def engine_options(s: argparse.ArgumentParser) -> None:
     """--engine and the Ray options, shared by build and add."""
     s.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="where shards are embedded and FAISS filled: this process, or a Ray cluster")

@@ -43,7 +43,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(-1 if args.quiet else args.verbose)
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        sys.stdout.flush()  # a closed pipe (``relspace info X --json | head``) shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away: nothing more to say to it. Point stdout at /dev/null so the interpreter's own
+        # flush at exit cannot raise again, and exit as a process killed by SIGPIPE would (128 + 13).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("relspace: interrupted", file=sys.stderr)
         return 130
@@ -54,10 +61,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+# Exceptions that only a bug raises: their one line keeps the type and asks for a report, since the message of a
+# KeyError or a TypeError ("'counts'") means nothing without it. Every other error is the user's to fix, and its
+# message alone is what they read.
+BUGS = (AssertionError, AttributeError, IndexError, KeyError, NameError, TypeError, UnboundLocalError)
+
+
 def _one_line(e: BaseException) -> str:
-    """The error's own message, first line only; the type name where the message says too little."""
+    """The error's own message, first line only; for a bug, its type and where to go next."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    if isinstance(e, (ValueError, FileNotFoundError)) and text:
-        return text
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+    if isinstance(e, BUGS) or not text:
+        return f"{type(e).__name__}: {text} (a bug in relspace: rerun with -v for the traceback and report it)"
+    return text
 

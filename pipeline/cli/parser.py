@@ -6,7 +6,6 @@ import argparse
 
 from ..version import __version__
 from .commands import (
-    _engine_options,
     cmd_add,
     cmd_build,
     cmd_demo,
@@ -17,19 +16,35 @@ from .commands import (
     cmd_search,
     cmd_serve,
     cmd_sweep,
+    engine_options,
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def global_options(p: argparse.ArgumentParser, defaults: bool) -> None:
+    """-v, -q and --device, accepted before and after the command (``relspace search -q ...``).
 
+    The command's copies default to SUPPRESS, so an option given before the command is not reset by it.
+    """
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    p.add_argument("-v", "--verbose", action="count", default=default(0), help="more logging (-vv for debug)")
+    p.add_argument("-q", "--quiet", action="store_true", default=default(False), help="warnings only, no progress bars")
+    p.add_argument("--device", default=default(None), help="torch device (default: CUDA when available)")
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="relspace", description="Cross-modal retrieval through relative representations.")
     p.add_argument("--version", action="version", version=f"relspace {__version__}")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    p.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
-    p.add_argument("--device", default=None, help="torch device (default: CUDA when available)")
+    global_options(p, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    global_options(common, defaults=False)
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("build", help="build an index from a YAML config")
+    def add(name: str, **kw: object) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kw)
+
+    s = add("build", help="build an index from a YAML config")
     s.add_argument("config", help="YAML config file")
     s.add_argument("--out", default=None, help="output directory (default indexes/<name>)")
     again = s.add_mutually_exclusive_group()
@@ -38,22 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
                             "fail if there is none")
     again.add_argument("--fresh", dest="resume", action="store_const", const=False,
                        help="discard a stopped build's shards and start over")
-    _engine_options(s)
+    engine_options(s)
     s.set_defaults(fn=cmd_build)
 
-    s = sub.add_parser("add", help="add the items of a config's data section to an index (no rebuild)")
+    s = add("add", help="add the items of a config's data section to an index (no rebuild)")
     s.add_argument("index_dir")
     s.add_argument("config", help="YAML config whose data section names the new items; the rest is ignored")
     s.add_argument("--upsert", action="store_true", help="replace items whose id is already in the index")
-    _engine_options(s)
+    engine_options(s)
     s.set_defaults(fn=cmd_add)
 
-    s = sub.add_parser("remove", help="remove items from an index by id")
+    s = add("remove", help="remove items from an index by id")
     s.add_argument("index_dir")
     s.add_argument("--ids", nargs="+", required=True, metavar="ID", help="ids of the items to remove")
     s.set_defaults(fn=cmd_remove)
 
-    s = sub.add_parser("search", help="search an index with a text or an image")
+    s = add("search", help="search an index with a text or an image")
     s.add_argument("index_dir")
     q = s.add_mutually_exclusive_group(required=True)
     q.add_argument("--text", help="query text")
@@ -65,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(fn=cmd_search)
 
-    s = sub.add_parser("eval", help="evaluate retrieval (or classification) and every baseline on seeded splits")
+    s = add("eval", help="evaluate retrieval (or classification) and every baseline on seeded splits")
     s.add_argument("config", nargs="?", default=None, help="YAML config (default: the embedded OpenMoji setup)")
     s.add_argument("--anchors", type=int, default=None, help="anchor count (overrides the config)")
     s.add_argument("--seeds", type=int, default=None, help="number of seeds (overrides the config)")
@@ -79,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(fn=cmd_eval)
 
-    s = sub.add_parser("sweep", help="evaluate a grid of config overrides on the same splits")
+    s = add("sweep", help="evaluate a grid of config overrides on the same splits")
     s.add_argument("config", nargs="?", default=None, help="YAML config (default: the embedded OpenMoji setup)")
     s.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="a dotted config key and its values, e.g. projector.power=1,2,4 (repeatable)")
@@ -87,13 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON rows")
     s.set_defaults(fn=cmd_sweep)
 
-    s = sub.add_parser("demo", help="build (once) and query the offline OpenMoji demo index")
+    s = add("demo", help="build (once) and query the offline OpenMoji demo index")
     s.add_argument("--config", default=None, help="YAML config (default: the embedded OpenMoji demo)")
     s.add_argument("--out", default=None, help="index directory (default indexes/openmoji)")
     s.add_argument("--rebuild", action="store_true", help="rebuild even if a matching index exists")
     s.set_defaults(fn=cmd_demo)
 
-    s = sub.add_parser("reanchor", help="swap an index's text or image encoder by re-embedding the anchors only")
+    s = add("reanchor", help="swap an index's text or image encoder by re-embedding the anchors only")
     s.add_argument("index_dir")
     s.add_argument("--text-encoder", default=None, help="new text encoder spec")
     s.add_argument("--image-encoder", default=None, help="new image encoder spec")
@@ -104,12 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="rewrite INDEX_DIR itself; its old encoder can no longer query it")
     s.set_defaults(fn=cmd_reanchor)
 
-    s = sub.add_parser("info", help="what an index holds: encoders, anchors, counts, FAISS and the auto choice")
+    s = add("info", help="what an index holds: encoders, anchors, counts, FAISS and the auto choice")
     s.add_argument("index_dir")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(fn=cmd_info)
 
-    s = sub.add_parser("serve", help="serve an index over HTTP with a search page")
+    s = add("serve", help="serve an index over HTTP with a search page")
     s.add_argument("index_dir")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
