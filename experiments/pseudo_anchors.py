@@ -28,12 +28,12 @@ import numpy as np
 
 from pipeline import load_config
 from pipeline.evaluate import aggregate, anchor_split, gallery_mask, load_embeddings, retrieval_metrics
-from pipeline.evaluate.methods import Space, fit_method
+from pipeline.evaluate.methods import SharedMaps, fit_method
 from pipeline.evaluate.metrics import ranks_of_owner
 from pipeline.evaluate.pseudo_anchors import bootstrap
 
 
-def score(space: Space, caps: np.ndarray, items: np.ndarray, image: np.ndarray, gallery: np.ndarray,
+def score(space: SharedMaps, caps: np.ndarray, items: np.ndarray, image: np.ndarray, gallery: np.ndarray,
           test: np.ndarray, ks: list[int]) -> dict[str, dict[str, float]]:
     """t2i for test captions over the gallery's images, i2t for test images over the gallery's captions.
 
@@ -65,7 +65,7 @@ def run(config: str | None, dev_fraction: float, precision: float, rounds: int, 
         is_dev = np.isin(np.arange(len(emb.ids)), dev)
         searched = gallery if search_over == "gallery" else test
 
-        def fit(at: np.ndarray, ai: np.ndarray, seed: int = seed) -> Space:
+        def fit(at: np.ndarray, ai: np.ndarray, seed: int = seed) -> SharedMaps:
             return fit_method("relspace", at, ai, cfg.projector, seed)
 
         split = {"relspace": score(fit(emb.text[idx], emb.image[idx]), caps, items, emb.image, searched, test,

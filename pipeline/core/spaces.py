@@ -3,7 +3,7 @@
 A space key names both a projector (the anchors of that modality and language) and the manifest entry of
 the encoder that serves it. It has one textual form, ``"image"``, ``"text"`` or ``"text:<lang>"``, used in
 the manifest and the projector file, and :meth:`SpaceKey.parse` is the only place that reads it back.
-(Not to be confused with ``methods.Space``, a fitted method's pair of maps.)
+(Not to be confused with ``evaluate.method_registry.SharedMaps``, a fitted method's pair of maps.)
 """
 
 from __future__ import annotations

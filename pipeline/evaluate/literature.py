@@ -18,8 +18,10 @@ import numpy as np
 
 from ..config import ProjectorConfig
 from ..core.registry import Registry
+from ..core.spaces import IMAGE, TEXT, SpaceKey
+from ..space.fit import AnchorVectors, fit_projectors
 from ..space.relative import RelativeProjector, l2_normalize, signed_power
-from .method_registry import Space, register_method
+from .method_registry import SharedMaps, register_method
 
 Distance = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (n, d), (m, d) -> (n, m) distances
 
@@ -100,36 +102,39 @@ AGGREGATES.add("sum", lambda blocks: l2_normalize(np.sum(blocks, axis=0)))
 
 
 def product_space(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, members: tuple[str, ...],
-                  aggregate: str = "concat") -> Space:
+                  aggregate: str = "concat") -> SharedMaps:
     """Relative spaces under each of ``members`` ("cosine": the configured projector; or a DISTANCES name),
     fitted per modality on the anchors and aggregated by ``aggregate``."""
     agg = AGGREGATES.get(aggregate)
 
-    def side(anchors: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-        blocks = [RelativeProjector(options).fit(anchors) if m == "cosine" else DistanceBlock(m, options).fit(anchors)
-                  for m in members]
+    # The cosine member is the configured projector, fitted by the one rule (with its anchor weights, if any).
+    cosine = fit_projectors({TEXT: AnchorVectors(at), IMAGE: AnchorVectors(ai)}, options, total=len(at),
+                            pair=(TEXT, IMAGE)) if "cosine" in members else {}
+
+    def side(key: SpaceKey, anchors: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        blocks = [cosine[key] if m == "cosine" else DistanceBlock(m, options).fit(anchors) for m in members]
         return lambda x: agg([b.transform(x) for b in blocks]).astype(np.float32)
 
-    return Space(side(at), side(ai))
+    return SharedMaps(side(TEXT, at), side(IMAGE, ai))
 
 
 ALL_MEMBERS = ("cosine", *DISTANCES.names())
 
 
 @register_method("poi")
-def _poi(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, **_: object) -> Space:
+def _poi(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, **_: object) -> SharedMaps:
     """Product of invariances: cosine (the configured projector), Euclidean, L1, L-inf; blocks concatenated."""
     return product_space(at, ai, options, ALL_MEMBERS, "concat")
 
 
 @register_method("poi-sum")
-def _poi_sum(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, **_: object) -> Space:
+def _poi_sum(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, **_: object) -> SharedMaps:
     """Product of invariances with the blocks summed anchor by anchor."""
     return product_space(at, ai, options, ALL_MEMBERS, "sum")
 
 
-def _single(name: str) -> Callable[..., Space]:
-    def fit(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, **_: object) -> Space:
+def _single(name: str) -> Callable[..., SharedMaps]:
+    def fit(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, **_: object) -> SharedMaps:
         return product_space(at, ai, options, (name,))
 
     fit.__doc__ = f"One member of the product alone: the {name} relative space with the projector's steps."
@@ -196,9 +201,9 @@ class LocalCKA:
         return l2_normalize(out)
 
 
-def local_cka_space(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig) -> Space:
+def local_cka_space(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig) -> SharedMaps:
     """Local CKA with the kernel k(x, a) = signed_power(cos(x - mu, a - mu), power) of each modality."""
-    kernel_options = replace(options, topk=None, column_norm=False, ridge=None)
+    kernel_options = replace(options, topk=None, column_norm=False, ridge=None, anchor_weights="none")  # no coder
     pt, pi = RelativeProjector(kernel_options).fit(at), RelativeProjector(kernel_options).fit(ai)
 
     def kern(p: RelativeProjector, x: np.ndarray) -> np.ndarray:
@@ -210,16 +215,16 @@ def local_cka_space(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig) ->
     def side(p: RelativeProjector, name: str) -> Callable[[np.ndarray], np.ndarray]:
         return lambda x: cka.vectors(name, kern(p, x), np.ones(len(x))).astype(np.float32)
 
-    return Space(side(pt, "txt"), side(pi, "img"))
+    return SharedMaps(side(pt, "txt"), side(pi, "img"))
 
 
 @register_method("cka")
-def _cka(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, **_: object) -> Space:
+def _cka(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, **_: object) -> SharedMaps:
     """Local linear CKA (Maniparambil et al.) over centred cosines to the anchors."""
     return local_cka_space(at, ai, replace(options, power=1.0))
 
 
 @register_method("cka-p2")
-def _cka_p2(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, **_: object) -> Space:
+def _cka_p2(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, **_: object) -> SharedMaps:
     """Local CKA with the default projector's kernel: the signed square of centred cosines."""
     return local_cka_space(at, ai, replace(options, power=2.0))

@@ -14,23 +14,23 @@ import numpy as np
 from ..core.registry import Registry
 from ..space.projectors import Blocks
 
-__all__ = ["METHODS", "Layout", "Map", "MethodFit", "Space", "register_method"]
+__all__ = ["METHODS", "Layout", "Map", "MethodFit", "SharedMaps", "register_method"]
 
 Map = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
-class Space:
+class SharedMaps:
     """A fitted method: ``text`` and ``image`` map absolute vectors into one shared space."""
 
     text: Map
     image: Map
 
 
-# (text anchors, image anchors, projector options, seed, blocks) -> Space. ``blocks`` gives, per modality, the
+# (text anchors, image anchors, projector options, seed, blocks) -> SharedMaps. ``blocks`` gives, per modality, the
 # (width, weight) of each ensemble member's columns (None: one encoder); methods that do not project per encoder
 # see the members' vectors side by side, which is how an ensemble enters a baseline.
-MethodFit = Callable[..., Space]
+MethodFit = Callable[..., SharedMaps]
 Layout = tuple["Blocks | None", "Blocks | None"]  # (text blocks, image blocks)
 METHODS: Registry[MethodFit] = Registry("method")
 register_method = METHODS.register

@@ -1,7 +1,7 @@
 """Registry of ways to put text and images in one space from anchors alone: relspace and its baselines.
 
 A method is fitted on the absolute embeddings of the parallel anchors (text ``at``, image ``ai``) and
-returns a :class:`Space` whose two maps send each modality's absolute vectors to comparable,
+returns a :class:`SharedMaps` whose two maps send each modality's absolute vectors to comparable,
 L2-normalised vectors, so that inner product is cosine in every method.
 """
 
@@ -10,12 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import ProjectorConfig
-from ..space.agreement import fit_pair
+from ..core.spaces import IMAGE, TEXT
+from ..space.fit import AnchorVectors, fit_projectors
 from ..space.relative import l2_normalize
 from . import literature as _literature  # noqa: F401 - its methods register on import, so every lister sees them
-from .method_registry import METHODS, Layout, Map, MethodFit, Space, register_method
+from .method_registry import METHODS, Layout, Map, MethodFit, SharedMaps, register_method
 
-__all__ = ["METHODS", "Layout", "Map", "MethodFit", "Space", "fit_method", "list_methods", "register_method"]
+__all__ = ["METHODS", "Layout", "Map", "MethodFit", "SharedMaps", "fit_method", "list_methods", "register_method"]
 
 def list_methods() -> list[str]:
     return METHODS.names()
@@ -29,7 +30,7 @@ def fit_method(
     seed: int = 0,
     *,
     blocks: Layout = (None, None),
-) -> Space:
+) -> SharedMaps:
     """Fit method ``name`` on parallel anchors (row j of ``at`` and ``ai`` is anchor j in each modality).
 
     ``blocks`` is the (text, image) member layout of ensemble encoders (``Encoder.blocks``); None: one encoder.
@@ -40,19 +41,21 @@ def fit_method(
     return fit(at, ai, options or ProjectorConfig(), seed, blocks=blocks)
 
 
-def _relative(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, blocks: Layout) -> Space:
-    pt, pi = fit_pair(at, ai, options, blocks)
-    return Space(pt.transform, pi.transform)
+def _relative(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, blocks: Layout) -> SharedMaps:
+    """Both sides fitted by the rule an index is built with, so eval measures what a build serves."""
+    p = fit_projectors({TEXT: AnchorVectors(at, blocks[0]), IMAGE: AnchorVectors(ai, blocks[1])}, options,
+                       total=len(at), pair=(TEXT, IMAGE))
+    return SharedMaps(p[TEXT].transform, p[IMAGE].transform)
 
 
 @register_method("relspace")
-def _relspace(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> Space:
+def _relspace(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> SharedMaps:
     """The configured projector."""
     return _relative(at, ai, options, blocks)
 
 
 @register_method("cosine")
-def _cosine(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> Space:
+def _cosine(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> SharedMaps:
     """Moschella et al.: plain cosine to the anchors, no centring, no sparsity."""
     return _relative(at, ai, ProjectorConfig(center=False, topk=None, power=1.0, column_norm=False, ridge=None),
                      blocks)
@@ -66,7 +69,7 @@ ASIF_TOPK_FRACTION = 0.05
 
 
 @register_method("asif")
-def _asif(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> Space:
+def _asif(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> SharedMaps:
     """ASIF: uncentred cosine, top-k sparsification, exponent p."""
     k = max(1, int(round(ASIF_TOPK_FRACTION * len(at))))
     return _relative(at, ai, ProjectorConfig(center=False, topk=k, power=ASIF_POWER, column_norm=False, ridge=None),
@@ -83,33 +86,33 @@ def _pad(x: np.ndarray, d: int) -> np.ndarray:
 
 
 @register_method("procrustes")
-def _procrustes(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> Space:
+def _procrustes(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> SharedMaps:
     """Latent translation (Maiorca et al.): standard scaling, zero padding, orthogonal Procrustes."""
     st, si = _standard_scaler(at), _standard_scaler(ai)
     d = max(at.shape[1], ai.shape[1])
     xt, xi = _pad(st(at), d), _pad(si(ai), d)
     u, _, vt = np.linalg.svd(xt.T @ xi)
     rot = (u @ vt).astype(np.float32)  # argmin ||xt R - xi|| over orthogonal R
-    return Space(lambda v: l2_normalize(_pad(st(v), d) @ rot), lambda v: l2_normalize(_pad(si(v), d)))
+    return SharedMaps(lambda v: l2_normalize(_pad(st(v), d) @ rot), lambda v: l2_normalize(_pad(si(v), d)))
 
 
 RIDGE_ALPHA = 10.0  # on standardised features; a trained reference, so kept simple and fixed
 
 
 @register_method("ridge")
-def _ridge(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> Space:
+def _ridge(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> SharedMaps:
     """A ridge regression text -> image fitted on the anchors: the trained reference."""
     st, si = _standard_scaler(at), _standard_scaler(ai)
     xt, xi = st(at), si(ai)
     w = np.linalg.solve(xt.T @ xt + RIDGE_ALPHA * np.eye(xt.shape[1]), xt.T @ xi).astype(np.float32)
-    return Space(lambda v: l2_normalize(st(v) @ w), lambda v: l2_normalize(si(v)))
+    return SharedMaps(lambda v: l2_normalize(st(v) @ w), lambda v: l2_normalize(si(v)))
 
 
 @register_method("chance")
-def _chance(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> Space:
+def _chance(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, seed: int, blocks: Layout) -> SharedMaps:
     """Random vectors, independent of the input: the floor every method must clear."""
 
     def rand(v: np.ndarray, salt: int) -> np.ndarray:
         return l2_normalize(np.random.default_rng([seed, salt, len(v)]).standard_normal((len(v), 64)))
 
-    return Space(lambda v: rand(v, 1), lambda v: rand(v, 2))
+    return SharedMaps(lambda v: rand(v, 1), lambda v: rand(v, 2))

@@ -13,8 +13,10 @@ from ..config import Config
 from ..data import cache_dir, caption_rows, captions, load_data
 from ..encoders import make_encoder
 from ..encoders.embed import embed_dataset, pool_captions
+from ..space.agreement import anchor_weights
 from ..space.anchors import SELECTORS, check_anchor_count, select_anchors, selection_features
-from ..space.projectors import Blocks, make_projector
+from ..space.fit import AnchorVectors, fit_projectors
+from ..space.projectors import Blocks
 from .methods import fit_method
 from .metrics import DIRECTIONS, cross_space_measures, ranks_of_owner, retrieval_metrics
 from .report import SplitMetrics, mean_over
@@ -190,29 +192,40 @@ def language_table(cfg: Config, native: Embeddings, seeds: list[int]) -> dict[st
         for seed in seeds:
             idx = anchor_split(native, cfg, cfg.anchors.count, seed)
             mask = gallery_mask(len(native.ids), idx)
-            gallery = make_projector(cfg.projector, native.image_blocks).fit(native.image[idx]).transform(
-                native.image[mask])
             # A missing translation: the item is no query, and the anchor is left out of that language's side.
             vecs, positions = pool_captions(x, items, idx, cfg.anchors.caption_pooling)
-            sides = {"translated": (vecs, positions), "english_anchors": (english[idx], None)}
-            for name, (anchors, pos) in sides.items():
-                q = make_projector(cfg.projector, blocks).fit(anchors, positions=pos, total=len(idx))
-                ranks = ranks_of_owner(q.transform(x[mask[items]]), gallery, items[mask[items]], np.flatnonzero(mask))
-                runs[name].append({**retrieval_metrics(ranks, ks), "anchors": float(len(anchors)),
+            fitted = fit_projectors(
+                {"image": AnchorVectors(native.image[idx], native.image_blocks),
+                 "translated": AnchorVectors(vecs, blocks, positions),
+                 "english_anchors": AnchorVectors(english[idx], blocks)},
+                cfg.projector, total=len(idx), weights=index_weights(native, idx, cfg))
+            gallery = fitted["image"].transform(native.image[mask])
+            for name in runs:
+                ranks = ranks_of_owner(fitted[name].transform(x[mask[items]]), gallery, items[mask[items]],
+                                       np.flatnonzero(mask))
+                runs[name].append({**retrieval_metrics(ranks, ks), "anchors": float(fitted[name].present),
                                    "queries": float(len(ranks))})
         table[lang] = {name: mean_over(rs) for name, rs in runs.items()}
     return table
 
 
+def index_weights(native: Embeddings, anchor_idx: np.ndarray, cfg: Config) -> np.ndarray | None:
+    """The anchor weights an index built on these anchors stores: measured on the native primary captions and
+    images, and kept across an encoder swap (see :mod:`pipeline.space.fit`); None when the option is off."""
+    return anchor_weights(native.text[anchor_idx], native.image[anchor_idx], cfg.projector)
+
+
 def cross_space(
-    one: tuple[np.ndarray, Blocks | None], two: tuple[np.ndarray, Blocks | None], anchor_idx: np.ndarray, cfg: Config
+    one: tuple[np.ndarray, Blocks | None], two: tuple[np.ndarray, Blocks | None], anchor_idx: np.ndarray, cfg: Config,
+    weights: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Cross-space measures on the non-anchor items of two encoders' vectors (each with its member layout),
-    absolute and relative side by side."""
+    absolute and relative side by side; ``weights`` are the anchor weights (:func:`index_weights`)."""
     (x1, blocks1), (x2, blocks2) = one, two
     mask = gallery_mask(len(x1), anchor_idx)
-    p1 = make_projector(cfg.projector, blocks1).fit(x1[anchor_idx])
-    p2 = make_projector(cfg.projector, blocks2).fit(x2[anchor_idx])
+    fitted = fit_projectors({1: AnchorVectors(x1[anchor_idx], blocks1), 2: AnchorVectors(x2[anchor_idx], blocks2)},
+                            cfg.projector, total=len(anchor_idx), weights=weights)
+    p1, p2 = fitted[1], fitted[2]
     k = cfg.eval.cross_space_k
     return {
         "absolute": cross_space_measures(x1[mask], x2[mask], k),

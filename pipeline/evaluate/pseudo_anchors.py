@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .methods import Space
+from .methods import SharedMaps
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class Round:
     added_image: np.ndarray  # (added,) their rows in the image pool
 
 
-Fit = Callable[[np.ndarray, np.ndarray], Space]  # parallel anchors (text, image) -> a fitted method
+Fit = Callable[[np.ndarray, np.ndarray], SharedMaps]  # parallel anchors (text, image) -> a fitted method
 Judge = Callable[[np.ndarray, np.ndarray], np.ndarray]  # pool rows (text, image) -> 1, 0 or NaN per pair
 
 

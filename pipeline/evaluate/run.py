@@ -10,10 +10,20 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, load_config
+from ..space.fit import check_options
 from . import protocol
 from .classify import classify_report
 from .metrics import DIRECTIONS
-from .protocol import Embeddings, Ranks, anchor_split, cross_space, evaluate_split, language_table, text_queries
+from .protocol import (
+    Embeddings,
+    Ranks,
+    anchor_split,
+    cross_space,
+    evaluate_split,
+    index_weights,
+    language_table,
+    text_queries,
+)
 from .report import aggregate, mean_nested
 
 logger = logging.getLogger(__name__)
@@ -34,6 +44,7 @@ def evaluate(config: str | Path | Config | None = None, emb: Embeddings | None =
     """
     t0 = time.perf_counter()
     cfg = load_config(config)
+    check_options(cfg.projector)  # before any model loads, as a build refuses it
     if cfg.eval.task == "classify":
         report = classify_report(cfg, emb if emb is not None else protocol.load_embeddings(cfg))
         report["seconds"] = round(time.perf_counter() - t0, 2)
@@ -74,6 +85,7 @@ def evaluate_with_ranks(
         true match of every gallery item, for the first seed at the configured anchor count.
     """
     cfg = load_config(config)
+    check_options(cfg.projector)
     if cfg.eval.task != "retrieval":
         raise ValueError(f"evaluate_with_ranks measures retrieval, not eval.task {cfg.eval.task!r}; use evaluate()")
     native = emb if emb is not None else protocol.load_embeddings(cfg)
@@ -118,9 +130,10 @@ def evaluate_with_ranks(
         report["native"] = {**native_main["relspace"],
                             "baselines": {m: native_main[m] for m in methods if m != "relspace"}}
         report["swap"] = {**swaps, "native": {"text": cfg.text_encoder, "image": cfg.image_encoder}}
+        splits = [anchor_split(native, cfg, cfg.anchors.count, seed) for seed in seeds]
         report["cross_space"] = {
-            m: mean_nested([cross_space(native.get(m), swapped.get(m),
-                                        anchor_split(native, cfg, cfg.anchors.count, seed), cfg) for seed in seeds])
+            m: mean_nested([cross_space(native.get(m), swapped.get(m), idx, cfg, index_weights(native, idx, cfg))
+                            for idx in splits])
             for m in ("text", "image") if swaps[m]
         }
     if cfg.eval.languages:

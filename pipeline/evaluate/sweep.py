@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, load_config
+from ..space.fit import check_options
 from . import protocol
 from .protocol import Embeddings
 from .run import evaluate, measured_directions
@@ -32,8 +33,10 @@ def sweep(
     keys = list(grid)
     cache: dict[str, Embeddings] = {}
     rows = []
-    for values in itertools.product(*(grid[k] for k in keys)):
-        cfg = load_config(base, **dict(zip(keys, values)))
+    combos = [(values, load_config(base, **dict(zip(keys, values)))) for values in itertools.product(*grid.values())]
+    for _, cfg in combos:  # a combination no fit can honour is refused before the first one runs
+        check_options(cfg.projector)
+    for values, cfg in combos:
         if not baselines:
             cfg.eval.baselines = []
         # Everything that changes the embeddings: encoders, the data, and how an item's captions are pooled.

@@ -14,14 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config
+from ..config import Config, ProjectorConfig
 from ..core.hashing import hash_arrays
 from ..core.spaces import IMAGE, MODALITIES, SpaceKey
-from ..data import BadRow, cache_dir, caption_rows, captions, load_data
+from ..data import BadRow, caption_rows, captions, load_data
 from ..encoders import Encoder, check_spec, make_encoder
-from ..encoders.embed import embed_dataset, pool_captions
+from ..encoders.embed import Pooling, embed_dataset, pool_captions
 from ..space.anchors import SELECTORS, AnchorSet, check_anchor_count, select_anchors, selection_features
-from ..space.projectors import Projector, load_projectors, make_projector, save_projectors
+from ..space.fit import check_options, embed_anchors, fit_projectors
+from ..space.projectors import Projector, load_projectors, save_projectors
 from ..store.layout import ANCHORS, CONFIG, PROJECTORS, SHARDS, SKIPPED
 from ..store.manifest import Manifest
 from ..version import __version__
@@ -49,6 +50,7 @@ def load_encoders(cfg: Config, device: str | None) -> dict[SpaceKey, Encoder]:
 
 def check_config(cfg: Config) -> None:
     """What can be refused from the config alone is refused before any data is read or model loaded."""
+    check_options(cfg.projector)  # the projector settings eval refuses too
     for modality, spec in (("text", cfg.text_encoder), ("image", cfg.image_encoder),
                            *(("text", spec) for spec in cfg.text_encoders.values())):
         check_spec(spec, modality)
@@ -56,8 +58,26 @@ def check_config(cfg: Config) -> None:
         if lang not in cfg.data.languages:
             raise ValueError(f"text_encoders names language {lang!r}, which is not in data.languages "
                              f"{cfg.data.languages}")
-    if not cfg.anchors.path:
+    if cfg.anchors.path:
+        _check_anchor_file(cfg)
+    else:
         SELECTORS.get(cfg.anchors.strategy)
+
+
+def _check_anchor_file(cfg: Config) -> None:
+    """A configured anchor file must have captions in every language, and with ``projector.anchor_weights`` one
+    in the primary language for every anchor (its weights pair each anchor's caption with its image)."""
+    anchors = AnchorSet.load(cfg.anchors.path)
+    languages = cfg.data.languages
+    missing = [lang for lang in languages if lang not in anchors.captions]
+    if missing:
+        raise ValueError(f"anchor file {cfg.anchors.path} has no captions in {missing}")
+    gaps = sum(not caps for caps in anchors.captions[languages[0]])
+    if cfg.projector.anchor_weights != "none" and gaps:
+        raise ValueError(f"projector.anchor_weights: {cfg.projector.anchor_weights} pairs every anchor's caption "
+                         f"in the primary language {languages[0]!r} with its image, but {gaps} of the "
+                         f"{len(anchors)} anchors in {cfg.anchors.path} have none; set anchor_weights: none or "
+                         "choose anchors that all have one")
 
 
 def build_index(
@@ -81,8 +101,7 @@ def build_index(
     work = _work_dir(Path(out), _build_key(cfg, encoders, ds), resume)
     with timed("anchors"):
         anchors, projectors = _anchors_and_projectors(cfg, ds, encoders, work)
-    projection = Projection(encoders, projectors, cfg.data.languages, anchors.hash, cfg.batch_size,
-                            cfg.index.thumbnails, cache_dir(cfg.data) / "embeddings")
+    projection = Projection.of(cfg, encoders, projectors, anchors.hash)
     with timed("embedding and projecting"):
         shards = write_shards(ds, work / SHARDS, projection, shard_size=cfg.shard_size, engine=engine)
     with timed("building FAISS"):
@@ -156,8 +175,8 @@ def _anchors_and_projectors(
     if (work / PROJECTORS).is_file() and (work / ANCHORS).is_file():
         return AnchorSet.load(work / ANCHORS), load_projectors(work / PROJECTORS, spaces, cfg.projector)
     anchors = _anchor_set(cfg, ds, encoders)
-    projectors = fit_projectors(anchors, encoders, cfg.projector, cfg.data.languages, cfg.anchors.caption_pooling,
-                                cfg.batch_size)
+    projectors = _fit_projectors(anchors, encoders, cfg.projector, cfg.data.languages,
+                                 cfg.anchors.caption_pooling, cfg.batch_size)
     anchors.save(work / f"{ANCHORS}.tmp")
     save_projectors(work / f"{PROJECTORS}.tmp", projectors)
     (work / f"{ANCHORS}.tmp").replace(work / ANCHORS)
@@ -169,11 +188,7 @@ def _anchor_set(cfg: Config, ds: Any, encoders: dict[SpaceKey, Encoder]) -> Anch
     """The configured anchor file, or anchors chosen from the data (geometry-aware selectors look at a pool)."""
     languages = cfg.data.languages
     if cfg.anchors.path:
-        anchors = AnchorSet.load(cfg.anchors.path)
-        missing = [lang for lang in languages if lang not in anchors.captions]
-        if missing:
-            raise ValueError(f"anchor file {cfg.anchors.path} has no captions in {missing}")
-        return anchors
+        return AnchorSet.load(cfg.anchors.path)  # its languages were checked by check_config
     n, pool_size = len(ds), cfg.anchors.pool
     pool = np.arange(n) if pool_size is None or pool_size >= n else np.sort(
         np.random.default_rng(cfg.anchors.seed).choice(n, max(pool_size, cfg.anchors.count), replace=False))
@@ -192,33 +207,15 @@ def _anchor_set(cfg: Config, ds: Any, encoders: dict[SpaceKey, Encoder]) -> Anch
     return AnchorSet.from_dataset(ds, pool[idx], languages)
 
 
-def fit_projectors(
-    anchors: AnchorSet,
-    encoders: dict[SpaceKey, Encoder],
-    options: Any,
-    languages: list[str],
-    pooling: str = "mean",
-    batch_size: int = 64,
+def _fit_projectors(
+    anchors: AnchorSet, encoders: dict[SpaceKey, Encoder], options: ProjectorConfig, languages: list[str],
+    pooling: Pooling = "mean", batch_size: int = 64,
 ) -> dict[SpaceKey, Projector]:
-    """One projector per space, fitted on the anchors embedded by that space's encoder.
-
-    An anchor without a caption in a language is absent from that language's projector (its position is
-    missing); a language needs at least two anchors with captions.
-    """
-    a_image = encoders[IMAGE].encode(anchors.images, batch_size=batch_size, ids=anchors.ids)
-    projectors = {IMAGE: make_projector(options, encoders[IMAGE].blocks).fit(a_image)}
-    for lang in languages:
-        encoder = encoder_for(encoders, SpaceKey.text(lang))
-        vecs, pos = anchors.text_vectors(encoder, lang, pooling, batch_size)
-        if len(pos) < 2:
-            raise ValueError(f"only {len(pos)} of {len(anchors)} anchors have a caption in {lang!r}; a language "
-                             f"needs at least 2 (drop it from data.languages or choose other anchors)")
-        if len(pos) < len(anchors):
-            logger.warning("%d of %d anchors have no caption in %r: that language's projector uses the other %d",
-                           len(anchors) - len(pos), len(anchors), lang, len(pos))
-        projectors[SpaceKey.text(lang)] = make_projector(options, encoder.blocks).fit(vecs, positions=pos,
-                                                                                   total=len(anchors))
-    return projectors
+    """One projector per space of the index (the image, each language), fitted by the one rule
+    (:func:`~pipeline.space.fit.fit_projectors`); anchor weights are measured on the primary language."""
+    spaces = [IMAGE, *(SpaceKey.text(lang) for lang in languages)]
+    sides = {s: embed_anchors(anchors, encoder_for(encoders, s), s, pooling, batch_size) for s in spaces}
+    return fit_projectors(sides, options, total=len(anchors), pair=(SpaceKey.text(languages[0]), IMAGE))
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

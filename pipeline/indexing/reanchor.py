@@ -16,7 +16,8 @@ from ..core.spaces import SpaceKey
 from ..core.specs import ensemble_spec
 from ..encoders import Encoder, create_encoder
 from ..space.anchors import AnchorSet
-from ..space.projectors import Projector, make_projector, save_projectors
+from ..space.fit import embed_anchors, fit_projectors, stored_weights
+from ..space.projectors import Projector, save_projectors
 from ..store.files import atomic_directory, index_lock, link_tree
 from ..store.layout import ANCHORS, PROJECTORS
 from ..store.manifest import MANIFEST, Manifest
@@ -49,7 +50,8 @@ def reanchor(
     lang: str | None = None,
     device: str | None = None,
 ) -> tuple[Manifest, dict[SpaceKey, Projector], Encoder]:
-    """Refit the projectors that the new encoder takes over and write the re-anchored index to ``out``.
+    """Refit the projectors that the new encoder takes over, with the index's anchor weights, and write the
+    re-anchored index to ``out``.
 
     Args:
         index_dir: the index to re-anchor (left untouched unless ``out`` is the same directory).
@@ -78,14 +80,15 @@ def reanchor(
     spaces = [s for s in projectors if s == key or (key.lang is None and s.modality == modality
                                                      and manifest.encoder_key(s) == key)]
     options = next(iter(projectors.values())).options
-    refit = {}
     pooling = manifest.anchors.get("caption_pooling", "mean")
-    for space in spaces:
-        if space.modality == "image":
-            refit[space] = make_projector(options, encoder.blocks).fit(encoder.encode(anchors.images, ids=anchors.ids))
-        else:
-            vecs, positions = anchors.text_vectors(encoder, space.lang, pooling)
-            refit[space] = make_projector(options, encoder.blocks).fit(vecs, positions=positions, total=len(anchors))
+    # The anchor weights the build measured are reused, never measured again on the new encoder's anchors: they
+    # shape the coders of the spaces kept as they are too, so new weights would silently invalidate their vectors.
+    weights = stored_weights(projectors)
+    if options.anchor_weights != "none" and weights is None:
+        raise ValueError(f"{index_dir}: projector.anchor_weights is {options.anchor_weights!r} but its projector "
+                         "file stores no anchor weights; rebuild the index")
+    refit = fit_projectors({s: embed_anchors(anchors, encoder, s, pooling) for s in spaces}, options,
+                           total=len(anchors), weights=weights)
     new_projectors = {**projectors, **refit}
     new_manifest = copy.deepcopy(manifest)
     old = new_manifest.encoders[str(manifest.encoder_key(key))]

@@ -17,10 +17,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..config import Config
 from ..core.hashing import hash_arrays
 from ..core.progress import progress
 from ..core.spaces import IMAGE, SpaceKey
-from ..data import caption_rows, captions
+from ..data import cache_dir, caption_rows, captions
 from ..data.images import load_image
 from ..encoders import Encoder
 from ..encoders.embed import embed_dataset
@@ -44,6 +45,21 @@ class Projection:
     batch_size: int = 64
     thumbnails: int = 0  # side of the PNG thumbnails stored with each shard; 0 stores none
     cache: Path | None = None  # absolute-embedding cache (see embed.embed_dataset)
+
+    @classmethod
+    def of(
+        cls, cfg: Config, encoders: Mapping[SpaceKey, Encoder], projectors: Mapping[SpaceKey, Projector], anchors: str,
+        *, built: Config | None = None,
+    ) -> Projection:
+        """The projection of ``cfg.data``'s items onto an index's anchors, for a build and for ``add`` alike.
+
+        ``cfg`` says which items (their languages, cache) and how to run the encoders; ``built`` is the config
+        the index was built with (default: ``cfg``, a build), which decides how an item is stored, so that an
+        added item is stored as a built one.
+        """
+        built = built or cfg
+        return cls(encoders, projectors, cfg.data.languages, anchors, cfg.batch_size, built.index.thumbnails,
+                   cache_dir(cfg.data) / "embeddings")
 
     def encoder(self, space: SpaceKey) -> Encoder:
         return encoder_for(self.encoders, space)

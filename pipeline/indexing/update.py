@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from ..ann.faiss_index import add_blocks, read_faiss
-from ..config import Config
+from ..config import Config, from_dict
 from ..core.io import read_parquet
 from ..core.spaces import MODALITIES, SpaceKey
-from ..data import cache_dir, load_data
+from ..data import load_data
 from ..encoders import Encoder
 from ..store.files import index_lock, link_tree
 from ..store.layout import SHARDS, index_file, items_file
@@ -136,11 +136,12 @@ def add_data(
         raise ValueError(f"the new items' data.languages {unknown} are not languages of {index_dir}, which has "
                          f"anchor captions in {known} only")
     ds = load_data(cfg.data)
-    projection = Projection({s: encoder(s) for s in projectors}, projectors, languages, manifest.anchors["hash"],
-                            cfg.batch_size, built.get("index", {}).get("thumbnails", 0),
-                            cache_dir(cfg.data) / "embeddings")
+    # The index's own projectors, never refitted: an added item gets the vectors a build would have given it.
+    layout = from_dict(Config, built, f"{index_dir}/manifest.json", "config.")
+    projection = Projection.of(cfg, {s: encoder(s) for s in projectors}, projectors, manifest.anchors["hash"],
+                               built=layout)
     return update_index(index_dir, manifest, add=ds, projection=projection, upsert=upsert,
-                        shard_size=built.get("shard_size", Config.shard_size), engine=engine)
+                        shard_size=layout.shard_size, engine=engine)
 
 
 def _without(shard: Shard, remove: set[str], staging: Path) -> Shard | None:

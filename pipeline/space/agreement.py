@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import ProjectorConfig
-from .projectors import Blocks, Projector, make_projector
 from .relative import l2_normalize
 
 # An anchor whose neighbourhoods disagree across the modalities (agreement <= 0) still keeps a finite ridge
@@ -48,20 +47,12 @@ def cross_space_agreement(image: np.ndarray, text: np.ndarray, rng: np.random.Ge
 
 def anchor_weights(at: np.ndarray, ai: np.ndarray, options: ProjectorConfig) -> np.ndarray | None:
     """Per-anchor weights of the ridge coder, computed once from BOTH modalities' anchors (row j of ``at`` and
-    ``ai`` is anchor j), so that the text and image coders weight anchor j alike; None when the option is off."""
+    ``ai`` is anchor j), so that the text and image coders weight anchor j alike; None when the option is off.
+
+    Float32, the precision the projector file keeps, so that a refit from stored weights (reanchor) uses the
+    very weights the build used."""
     if options.anchor_weights == "none":
         return None
     agreement = cross_space_agreement(ai, at, np.random.default_rng(0))
-    return np.clip(agreement, AGREEMENT_FLOOR, None)
+    return np.clip(agreement, AGREEMENT_FLOOR, None).astype(np.float32)
 
-
-def fit_pair(
-    at: np.ndarray, ai: np.ndarray, options: ProjectorConfig, blocks: tuple[Blocks | None, Blocks | None] = (None, None)
-) -> tuple[Projector, Projector]:
-    """The text and image projectors of one parallel anchor set, with the anchor weights they share.
-
-    ``blocks`` is each side's ensemble layout (``Encoder.blocks``); agreement is measured on the members side by side.
-    """
-    weights = anchor_weights(at, ai, options)
-    return (make_projector(options, blocks[0]).fit(at, weights=weights),
-            make_projector(options, blocks[1]).fit(ai, weights=weights))

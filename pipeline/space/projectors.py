@@ -47,6 +47,10 @@ class EnsembleProjector:
         return self.members[0].positions
 
     @property
+    def anchor_weights(self) -> np.ndarray | None:
+        return self.members[0].anchor_weights  # every member is fitted with the same weights
+
+    @property
     def dim(self) -> int:
         return int(self.bounds[-1])
 

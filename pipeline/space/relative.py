@@ -80,6 +80,8 @@ class RelativeProjector:
         self.col_std: np.ndarray | None = None  # (m,) per-anchor similarity std over the anchors
         self.coder: np.ndarray | None = None  # (m, m) (K + ridge I)^-1, when ridge coding is on
         self.positions: np.ndarray | None = None  # (m,) each anchor's index in the full set; None: all present
+        # (m,) the anchor weights it was fitted with, kept so that a refit (reanchor) reuses them; None: unweighted
+        self.anchor_weights: np.ndarray | None = None
         self.total = 0  # anchors in the full set: the output width
 
     @property
@@ -107,8 +109,8 @@ class RelativeProjector:
             anchors: (m, d) embeddings of the anchors that have this modality (or language).
             positions: where each of them sits in the full anchor set; None when all are present.
             total: the size of the full anchor set (needed with ``positions``).
-            weights: (m,) positive per-anchor weights of the ridge coder, from :func:`anchor_weights` (the same
-                for every modality); required when ``options.anchor_weights`` is not "none".
+            weights: (m,) positive per-anchor weights of the ridge coder, the same for every modality (see
+                :func:`pipeline.space.fit.fit_projectors`); required when ``options.anchor_weights`` is not "none".
         """
         a = np.asarray(anchors, dtype=np.float32)
         if a.ndim != 2 or len(a) < 2:
@@ -135,6 +137,7 @@ class RelativeProjector:
         self.col_std = np.maximum(cols.std(axis=1), 1e-6).astype(np.float32)
         self.coder = None
         penalty = self._penalty(len(a), weights)
+        self.anchor_weights = None if weights is None else np.asarray(weights, dtype=np.float32)
         if self.options.ridge is not None:
             # K: the anchors seen through the same steps as any item, so that k and K are one kernel.
             kernel = self._kernel(self.anchors @ self.anchors.T).astype(np.float64)
@@ -153,7 +156,8 @@ class RelativeProjector:
             return np.ones(m)
         if weights is None or self.options.ridge is None:
             raise ValueError(f"projector.anchor_weights={self.options.anchor_weights!r} weights the ridge coder "
-                             "from both modalities' anchors: set projector.ridge, and fit with fit_pair()")
+                             "from both modalities' anchors: set projector.ridge, and fit with "
+                             "pipeline.space.fit.fit_projectors()")
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (m,) or not (np.isfinite(w).all() and (w > 0).all()):
             raise ValueError(f"anchor weights must be {m} positive finite numbers, got shape {w.shape}")
@@ -212,6 +216,8 @@ class RelativeProjector:
         }
         if self.coder is not None:
             state[f"{prefix}.coder"] = self.coder
+        if self.anchor_weights is not None:
+            state[f"{prefix}.anchor_weights"] = self.anchor_weights
         if self.positions is not None:
             state[f"{prefix}.positions"] = self.positions
             state[f"{prefix}.total"] = np.array([self.total], dtype=np.int64)
@@ -224,6 +230,7 @@ class RelativeProjector:
             p.anchors, p.mean = state[f"{prefix}.anchors"], state[f"{prefix}.mean"]
             p.col_mean, p.col_std = state[f"{prefix}.col_mean"], state[f"{prefix}.col_std"]
             p.coder = state[f"{prefix}.coder"] if options.ridge is not None else None
+            p.anchor_weights = state.get(f"{prefix}.anchor_weights")
             if f"{prefix}.positions" in state:
                 p.positions = state[f"{prefix}.positions"].astype(np.int64)
                 p.total = int(state[f"{prefix}.total"][0])

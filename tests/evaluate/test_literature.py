@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.config import ProjectorConfig
 from pipeline.evaluate.literature import DISTANCES, LocalCKA, product_space
-from pipeline.evaluate.methods import Space, fit_method
+from pipeline.evaluate.methods import SharedMaps, fit_method
 from pipeline.evaluate.pseudo_anchors import bootstrap, gate_margin, mutual_neighbours
 from pipeline.space.relative import signed_power
 
@@ -169,7 +169,7 @@ def test_bootstrap_adds_planted_pairs_when_dev_precision_passes_and_nothing_when
         known = np.array([x in dev or y in dev for x, y in zip(a, b)])
         return np.where(known, (a == b).astype(float), np.nan)
 
-    def fit(at: np.ndarray, ai: np.ndarray) -> Space:
+    def fit(at: np.ndarray, ai: np.ndarray) -> SharedMaps:
         return fit_method("relspace", at, ai, ProjectorConfig())
 
     at, ai, hist = bootstrap(fit, text[anchors], image[anchors], pool_t, pool_i, judge, precision=0.9, rounds=2)

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from pipeline.config import ConfigError, ProjectorConfig, load_config
+from pipeline.core.spaces import IMAGE, TEXT
 from pipeline.evaluate import Embeddings, anchor_split, gallery_mask
 from pipeline.evaluate.protocol import pool_split
-from pipeline.space.agreement import anchor_weights, cross_space_agreement, fit_pair
+from pipeline.space.agreement import anchor_weights, cross_space_agreement
 from pipeline.space.anchors import select_anchors
+from pipeline.space.fit import AnchorVectors, fit_projectors
 from pipeline.space.relative import RelativeProjector
 
 N, MISALIGNED, LATENT = 400, 100, 8
@@ -120,8 +122,9 @@ def test_anchor_weights_follow_agreement_and_are_shared_by_both_sides() -> None:
     assert w is not None and w.shape == (N,) and (w > 0).all()
     assert w[bad].mean() < 0.5 * np.delete(w, bad).mean()
     assert anchor_weights(text, image, ProjectorConfig()) is None
-    pt, pi = fit_pair(text, image, WEIGHTED)
-    for p, a in ((pt, text), (pi, image)):
+    fitted = fit_projectors({TEXT: AnchorVectors(text), IMAGE: AnchorVectors(image)}, WEIGHTED, total=N,
+                            pair=(TEXT, IMAGE))
+    for p, a in ((fitted[TEXT], text), (fitted[IMAGE], image)):
         np.testing.assert_array_equal(p.coder, RelativeProjector(WEIGHTED).fit(a, weights=w).coder)
 
 
@@ -156,7 +159,7 @@ def test_weighted_sides_stay_comparable() -> None:
 
 def test_weighting_refuses_a_one_sided_fit_and_bad_weights() -> None:
     a = np.random.default_rng(4).standard_normal((20, 8))
-    with pytest.raises(ValueError, match="from both modalities' anchors: set projector.ridge, and fit with fit_pair"):
+    with pytest.raises(ValueError, match="from both modalities' anchors: set projector.ridge, and fit with pipeline.space.fit.fit_projectors"):
         RelativeProjector(WEIGHTED).fit(a)
     with pytest.raises(ValueError, match="anchor weights given, but projector.anchor_weights is 'none'"):
         RelativeProjector().fit(a, weights=np.ones(20))
