@@ -140,6 +140,7 @@ def test_scale_phases_build_an_auto_index_under_a_tiny_budget_and_serve_it(tmp_p
 
 
 
+@pytest.mark.slow
 def test_soak_smoke_run_on_the_small_index(small_index, tmp_path, capsys):
     """A short soak for real: a server process, mixed queries, one add and one remove by the CLI, no errors."""
     from benchmarks.soak import main

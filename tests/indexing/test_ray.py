@@ -38,6 +38,9 @@ N_QUERIES = 50
 DEMO_SUBSET = {"data.limit": 640, "anchors.count": 160, "shard_size": 128, "index.thumbnails": 0}
 DEMO_SHARDS = 5
 
+# Every test here starts or uses a Ray cluster (about 10 s before the first task): the full suite's, not the fast lane's.
+pytestmark = pytest.mark.slow
+
 if os.environ.get("RELSPACE_REQUIRE_RAY") or os.environ.get("CI"):
     import ray  # noqa: F401  (CI installs relspace[ray]: a missing Ray is an error there, never a skip)
 else:
@@ -107,7 +110,6 @@ def _assert_same_index(a: Path, b: Path, *, same_shards: bool = True) -> None:
         assert va.shape == vb.shape and np.abs(va - vb).max() <= 1e-5
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("factory", ["Flat", "IVF16,Flat"])
 def test_ray_build_of_the_demo_equals_the_local_build(demo_builds, cache_dir, factory):
     local, distributed = demo_builds["local", factory], demo_builds["ray", factory]

@@ -29,6 +29,7 @@ def _stored(index_dir: Path) -> tuple[dict[str, list], dict[str, np.ndarray]]:
     return rows, {m: np.vstack([np.asarray(s.vectors(m)) for s in shards]) for m in ("image", "text")}
 
 
+@pytest.mark.slow
 def test_killed_build_resumes_and_equals_an_uninterrupted_one(small_config, tmp_path, caplog) -> None:
     cfg = load_config({"name": "resume", "shard_size": 8, "anchors": {"count": 40}, "index": {"thumbnails": 0},
                        "data": {"limit": 120, "languages": ["en", "es"], "cache_dir": small_config.data.cache_dir}})

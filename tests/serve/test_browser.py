@@ -95,6 +95,7 @@ def _thumbnails_loaded(page, selector: str) -> None:
     )
 
 
+@pytest.mark.slow
 def test_search_page_end_to_end(live_server: str, small_retriever, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
