@@ -18,8 +18,8 @@ from ..encoders import Encoder, create_encoder
 from ..space.anchors import AnchorSet
 from ..space.projectors import Projector, make_projector, save_projectors
 from ..store.files import atomic_directory, index_lock, link_tree
-from ..store.layout import ANCHORS, PROJECTORS
-from ..store.manifest import MANIFEST, Manifest
+from ..store.layout import ANCHORS, MANIFEST, PROJECTORS
+from ..store.manifest import Manifest
 
 logger = logging.getLogger(__name__)
 
