@@ -469,7 +469,7 @@ def test_k_bool_is_422(client, small_retriever, k):
 
 
 def test_huge_image_detail_is_ours_not_pils(client):
-    from .bomb import HUGE_MESSAGE
+    from ..bomb import HUGE_MESSAGE
 
     res = client.post("/search", files={"image": ("bomb.png", png_header(20_000, 20_000), "image/png")})
     detail = _assert_error(res, 413, "content_too_large", HUGE_MESSAGE)["detail"]
