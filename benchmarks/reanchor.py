@@ -39,6 +39,7 @@ def make_large(src: Path, dst: Path, n: int) -> None:
 
     from pipeline.config import IndexConfig
     from pipeline.indexing.commit import build_indexes, publish
+    from pipeline.indexing.engines import make_engine
     from pipeline.space.relative import l2_normalize
     from pipeline.store.files import link_tree
     from pipeline.store.manifest import Manifest
@@ -55,7 +56,7 @@ def make_large(src: Path, dst: Path, n: int) -> None:
     stage = Path(tempfile.mkdtemp(prefix="relspace-large-"))
     try:
         shard = write_shard(stage, 0, payload, rows=(0, n), source="synthetic", anchors=manifest.anchors["hash"])
-        indexes, _ = build_indexes([shard], IndexConfig())
+        indexes, _ = build_indexes([shard], IndexConfig(), engine=make_engine())
         keep = {"projector.safetensors", "anchors.parquet", "config.yaml"}
         publish(dst, [shard], indexes, manifest, ["en"],
                 lambda tmp: link_tree(src, tmp, skip={f.name for f in src.iterdir()} - keep))

@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     if count < 2:
         p.error(f"{b.n} items in shards of {b.shard_size} is one shard: nothing to resume")
 
-    from pipeline.indexing.build import partial_dir
+    from pipeline.store.layout import partial_dir
 
     command = "python -m benchmarks.resume " + shlex.join(sys.argv[1:] if argv is None else argv)
     info = machine()

@@ -88,9 +88,11 @@ def phase_build(b: ScaleBench, out: Path) -> dict:
     from pipeline.core.hashing import hash_arrays
     from pipeline.core.spaces import IMAGE, SpaceKey
     from pipeline.indexing.commit import build_indexes, publish
+    from pipeline.indexing.engines import make_engine
     from pipeline.space.projectors import save_projectors
+    from pipeline.store.layout import shard_name
     from pipeline.store.manifest import Manifest
-    from pipeline.store.shards import ShardError, ShardPayload, read_shard, shard_name, write_shard
+    from pipeline.store.shards import ShardError, ShardPayload, read_shard, write_shard
 
     world = World(b)
     projectors = _projectors(world)
@@ -124,7 +126,7 @@ def phase_build(b: ScaleBench, out: Path) -> dict:
     index_cfg = IndexConfig(factory="auto", max_memory=b.max_memory, max_query_ms=b.max_query_ms,
                             train_size=b.train_size)
     t0 = time.perf_counter()
-    indexes, records = build_indexes(shards, index_cfg, b.seed)
+    indexes, records = build_indexes(shards, index_cfg, b.seed, engine=make_engine())
     t_index = time.perf_counter() - t0
     cfg = Config(index=index_cfg)
     info = {"spec": "synthetic", "version": "1", "modality": "image", "dim": b.d_image}

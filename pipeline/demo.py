@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
+from .data import index_attribution
 from .store.manifest import Manifest
 
 # Queries the demo shows; generic everyday concepts, not chosen from the evaluation results.
@@ -53,6 +54,6 @@ def run_demo(config: str | Path | Config | None = None, out: str | Path | None =
         print(f"\nimage -> text  the image of {image_id} {item.get('char', '')} ({item.get('caption', '')})")
         # in the primary language: every item's caption in nine languages would fill the five hits otherwise
         print(format_hits(r.search(image=image, k=5, result_lang=r.caption_languages[0])))
-    from .data.openmoji import attribution
-
-    print(f"\n{attribution()}")
+    notice = index_attribution(r.manifest.config)  # the notice of the index's own source; a folder has none
+    if notice is not None:
+        print(f"\n{notice}")

@@ -51,10 +51,7 @@ class Query:
             QueryError: a rule is broken; the message names it.
         """
         text = self.text
-        if text is not None and self.image is not None:
-            raise QueryError("give either a text query or a query image, not both")
-        if text is None and self.image is None:
-            raise QueryError("give a text query or a query image (exactly one of the two)")
+        check_one_query(text, self.image)
         if text is not None:
             if not isinstance(text, str):
                 raise QueryError(f"text must be a string, got {type(text).__name__}")
@@ -69,19 +66,42 @@ class Query:
         target = self.target or ("image" if text is not None else "text")
         if target not in MODALITIES:
             raise QueryError(f"target must be one of {list(MODALITIES)}, got {target!r}")
-        lang = self.lang
-        if lang is not None:
-            if text is None:
-                raise QueryError("lang is the language of a text query; an image query has none")
-            if lang not in languages:
-                raise QueryError(f"unknown lang {lang!r}: no anchor captions in language {lang!r}; "
-                                 f"this index has {list(languages)}")
-        elif text is not None and languages:
-            lang = languages[0]
-        if self.result_lang is not None:
-            if target != "text":
-                raise QueryError("result_lang filters captions; it needs target 'text'")
-            if self.result_lang not in caption_languages:
-                raise QueryError(f"unknown result_lang {self.result_lang!r}: no captions in language "
-                                 f"{self.result_lang!r}; this index has {list(caption_languages)}")
+        lang = check_lang(self.lang, languages, text=text is not None)
+        check_result_lang(self.result_lang, caption_languages, target=target)
         return replace(self, text=text, target=target, lang=lang)
+
+
+# The rules below are the parts of :meth:`Query.validate` that also bind the vector API (``Retriever.embed``,
+# ``Retriever.search_vectors``), which takes texts in batches and no Query: one rule each, one message.
+
+
+def check_one_query(text: Any, image: Any) -> None:
+    """A query is a text or an image: exactly one of the two."""
+    if text is not None and image is not None:
+        raise QueryError("give either a text query or a query image, not both")
+    if text is None and image is None:
+        raise QueryError("give a text query or a query image (exactly one of the two)")
+
+
+def check_lang(lang: str | None, languages: Sequence[str], *, text: bool) -> str | None:
+    """The language a text query is projected in: ``lang`` if the index has anchor captions in it, by default
+    the index's first (None when it has none); an image query has no language."""
+    if lang is None:
+        return languages[0] if text and languages else None
+    if not text:
+        raise QueryError("lang is the language of a text query; an image query has none")
+    if lang not in languages:
+        raise QueryError(f"unknown lang {lang!r}: no anchor captions in language {lang!r}; "
+                         f"this index has {list(languages)}")
+    return lang
+
+
+def check_result_lang(result_lang: str | None, caption_languages: Sequence[str], *, target: str) -> None:
+    """``result_lang`` keeps the captions of one stored language, so it needs a caption search in a known one."""
+    if result_lang is None:
+        return
+    if target != "text":
+        raise QueryError("result_lang filters captions; it needs target 'text'")
+    if result_lang not in caption_languages:
+        raise QueryError(f"unknown result_lang {result_lang!r}: no captions in language "
+                         f"{result_lang!r}; this index has {list(caption_languages)}")

@@ -21,7 +21,7 @@ from .indexing.build import build_index
 from .indexing.engines import Engine, make_engine
 from .indexing.reanchor import destination, reanchor
 from .indexing.update import add_data, update_index
-from .query import Query
+from .query import Query, check_lang, check_one_query, check_result_lang
 from .space.anchors import AnchorSet
 from .space.projectors import Projector, load_projectors
 from .store.items import Hit, ItemTables
@@ -90,7 +90,7 @@ class Retriever:
         cfg = load_config(config)
         out = Path(out_dir) if out_dir is not None else Path("indexes") / cfg.name
         encoders = build_index(cfg, out, device=device or cfg.device, resume=resume, engine=make_engine(engine))
-        return cls.load(out, device=device or cfg.device, _encoders=encoders)
+        return cls.load(out, device=device or cfg.device, encoders=encoders)
 
     @classmethod
     def load(
@@ -102,7 +102,7 @@ class Retriever:
         anchors: str | Path | None = None,
         device: str | None = None,
         limits: Limits | None = None,
-        _encoders: dict[SpaceKey, Encoder] | None = None,
+        encoders: dict[SpaceKey, Encoder] | None = None,
     ) -> Retriever:
         """Open an index directory.
 
@@ -114,6 +114,8 @@ class Retriever:
             anchors: an anchor parquet the caller's side uses; refused if its hash differs.
             device: torch device for the query encoders.
             limits: bounds on queries; default :class:`~pipeline.core.limits.Limits()`.
+            encoders: query encoders already loaded (by space), reused instead of loaded again; one the
+                index does not name (a reanchor replaced it) is left out. See :meth:`reload`.
 
         Raises:
             IndexMismatchError: the manifest does not fit the given encoders or anchors.
@@ -134,7 +136,7 @@ class Retriever:
                               {m: items[m].num_rows for m in MODALITIES})
         logger.info("loaded index %s (%s)", index_dir, ", ".join(f"{m}: {indexes[m].ntotal}" for m in MODALITIES))
         # Loaded encoders carry over only where the index still names them (a reanchor may have replaced one).
-        kept = {k: e for k, e in (_encoders or {}).items() if manifest.encoders.get(str(k), {}).get("spec") == e.spec}
+        kept = {k: e for k, e in (encoders or {}).items() if manifest.encoders.get(str(k), {}).get("spec") == e.spec}
         return cls(index_dir, manifest, projectors, indexes, items, encoders=kept, device=device, limits=limits)
 
     # -- queries --------------------------------------------------------------------------------------
@@ -163,13 +165,10 @@ class Retriever:
 
     def embed(self, *, text: str | list[str] | None = None, image: Any = None, lang: str | None = None) -> np.ndarray:
         """Relative vectors (n, anchors) of texts or images, as stored in the index."""
-        if (text is None) == (image is None):
-            raise ValueError("give exactly one of text= or image=")
+        check_one_query(text, image)  # the rules of Query.validate, whose QueryError says what is wrong
+        lang = check_lang(lang, self.languages, text=text is not None)
         if text is not None:
             texts = [text] if isinstance(text, str) else list(text)
-            lang = lang or self.languages[0]
-            if SpaceKey.text(lang) not in self.projectors:
-                raise ValueError(f"no anchor captions in language {lang!r}; this index has {self.languages}")
             vecs = self.encoder("text", lang).encode(texts, show_progress=False)
             return self.projectors[SpaceKey.text(lang)].transform(vecs)
         return self._embed_images(image if isinstance(image, list) else [image], self.limits.max_image_pixels)
@@ -231,13 +230,8 @@ class Retriever:
         self, xq: np.ndarray, k: int = 10, *, target: str = "image", result_lang: str | None = None
     ) -> list[list[Hit]]:
         """Search with relative vectors already computed (by :meth:`embed`): one list of hits per row."""
-        keep = None
-        if result_lang is not None:
-            if target != "text":
-                raise ValueError("result_lang filters caption results; it needs target='text'")
-            if result_lang not in self.caption_languages:
-                raise ValueError(f"no captions in language {result_lang!r}; this index has {self.caption_languages}")
-            keep = self.tables.in_lang(result_lang)
+        check_result_lang(result_lang, self.caption_languages, target=target)
+        keep = self.tables.in_lang(result_lang) if result_lang is not None else None
         D, I = search_faiss(self.indexes[target], xq, k, keep=keep)
         return [self.tables.hits(target, d, i) for d, i in zip(D, I)]
 
@@ -271,7 +265,7 @@ class Retriever:
                                              lang=lang, device=self.device)
         key = SpaceKey.text(lang) if lang is not None else SpaceKey(modality)
         if dest.resolve() != self.index_dir.resolve():
-            return Retriever.load(dest, device=self.device, _encoders={**self._encoders, key: enc})
+            return Retriever.load(dest, device=self.device, encoders={**self._encoders, key: enc})
         self._encoders[key] = enc
         return self._reload()
 
@@ -291,13 +285,18 @@ class Retriever:
 
     def remove(self, ids: str | list[str]) -> Retriever:
         """Remove items (their image and every caption) by id, atomically, and reload; an unknown id is refused."""
-        update_index(self.index_dir, self.manifest, remove=[ids] if isinstance(ids, str) else list(ids))
+        update_index(self.index_dir, self.manifest, remove=[ids] if isinstance(ids, str) else list(ids),
+                     engine=make_engine())
         return self._reload()
 
+    def reload(self) -> Retriever:
+        """A new Retriever on the directory's current version, reusing the encoders loaded here (a server's
+        reload after another process's update: no model loads again); this one stays on its own version."""
+        return Retriever.load(self.index_dir, device=self.device, limits=self.limits, encoders=self._encoders)
+
     def _reload(self) -> Retriever:
-        """Read this index directory again (after an update), keeping the loaded encoders."""
-        new = Retriever.load(self.index_dir, device=self.device, limits=self.limits, _encoders=self._encoders)
-        vars(self).update({k: v for k, v in vars(new).items() if k != "_load_lock"})
+        """Become :meth:`reload`'s Retriever (after this object's own update), keeping the load lock."""
+        vars(self).update({k: v for k, v in vars(self.reload()).items() if k != "_load_lock"})
         return self
 
     # -- items ----------------------------------------------------------------------------------------

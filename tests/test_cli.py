@@ -12,6 +12,8 @@ import pytest
 from pipeline.cli import main
 from pipeline.config import Config
 
+from .conftest import folder_config
+
 
 def test_search_json(small_index: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-q", "search", str(small_index), "--text", "a red heart", "-k", "4", "--json"]) == 0
@@ -37,6 +39,20 @@ def test_build_and_demo_reuse(small_config: Config, tmp_path: Path, capsys) -> N
     text = capsys.readouterr().out
     assert "reusing the index" in text and "text -> image" in text and "image -> text" in text
     assert "OpenMoji" in text and "CC BY-SA 4.0" in text
+
+
+def test_demo_of_a_folder_index_shows_no_openmoji_notice(small_config: Config, folders, tmp_path: Path,
+                                                         capsys) -> None:
+    """The notice printed is the index's own source's (from the registry): a user's folder has none."""
+    cfg_path = tmp_path / "folder.yaml"
+    folder_config(small_config, folders["b"], anchors={"count": 30}).save(cfg_path)
+    out = tmp_path / "idx"
+    assert main(["-q", "build", str(cfg_path), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["-q", "demo", "--config", str(cfg_path), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "reusing the index" in text and "text -> image" in text
+    assert "OpenMoji" not in text and "CC BY" not in text and "License" not in text
 
 
 def test_eval_json(small_config: Config, tmp_path: Path, capsys) -> None:

@@ -12,6 +12,7 @@ import pytest
 import pipeline
 from pipeline import Hit, Retriever
 from pipeline.config import ProjectorConfig
+from pipeline.query import QueryError
 from pipeline.space.anchors import AnchorSet
 from pipeline.store.manifest import IndexMismatchError
 
@@ -166,3 +167,30 @@ def test_caption_hits_carry_the_item_metadata(small_retriever: Retriever) -> Non
             # the item's other columns; the caption and lang stay the hit's own
             assert h.metadata == {k: rec[k] for k in ("char", "group", "subgroup")}
             assert h.caption and h.lang in ("en", "es")
+
+
+def test_vector_api_keeps_the_query_rules(small_retriever: Retriever) -> None:
+    """embed and search_vectors take no Query, but break a rule of Query.validate with its error and words."""
+    xq = small_retriever.embed(text="a smiling face")
+    cases = [
+        (lambda: small_retriever.embed(), "exactly one of the two"),
+        (lambda: small_retriever.embed(text="x", image=b"png"), "not both"),
+        (lambda: small_retriever.embed(text="visage", lang="fr"),
+         r"unknown lang 'fr': no anchor captions in language 'fr'; this index has \['en', 'es'\]"),
+        (lambda: small_retriever.embed(image=b"png", lang="en"), "an image query has none"),
+        (lambda: small_retriever.search_vectors(xq, 3, target="image", result_lang="es"), "needs target 'text'"),
+        (lambda: small_retriever.search_vectors(xq, 3, target="text", result_lang="fr"), "unknown result_lang 'fr'"),
+    ]
+    for call, message in cases:
+        with pytest.raises(QueryError, match=message):
+            call()
+    hits = small_retriever.search_vectors(xq, 3, target="text", result_lang="es")[0]
+    assert len(hits) == 3 and {h.lang for h in hits} == {"es"}
+
+
+def test_reload_reads_the_index_again_with_the_loaded_encoders(small_retriever: Retriever) -> None:
+    text = small_retriever.encoder("text")
+    new = small_retriever.reload()
+    assert new is not small_retriever and new.indexes is not small_retriever.indexes
+    assert new.encoder("text") is text  # the model is shared, not loaded again
+    assert new.manifest.generation == small_retriever.manifest.generation

@@ -1,9 +1,46 @@
-"""Checked, memory-mapped reads of the files every stage shares (parquet tables), below any stage."""
+"""File I/O every stage shares, below any stage: atomic file writes and checked, memory-mapped parquet reads."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block succeeds it becomes ``path``, whole, in one rename.
+
+    The caller writes the temporary file by any means (``np.save``, ``pq.write_table``, an exporter). It is
+    then fsynced and ``os.replace``d onto ``path``, so a concurrent reader or a crash sees the old file or the
+    new one, never half of one; if the block fails, the temporary is removed and ``path`` is untouched. The
+    temporary is hidden, in the same directory (a rename across filesystems is not atomic), and keeps the
+    suffix of ``path`` (``np.save`` appends ``.npy`` to any other name).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        tmp.chmod(0o666 & ~current_umask())  # mkstemp makes it 0600; the file is shared like any other
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def current_umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def map_file(path: str | Path) -> Any:

@@ -14,6 +14,7 @@ from .base import (
     captions,
     check_ids,
     first_caption,
+    index_attribution,
     list_sources,
     load_data,
     register_source,
@@ -22,5 +23,5 @@ from .base import (
 from .checks import BadRow
 
 __all__ = ["REQUIRED_COLUMNS", "Attribution", "BadRow", "DataSource", "cache_dir", "caption_list", "caption_rows",
-           "captions", "check_ids", "first_caption",
+           "captions", "check_ids", "first_caption", "index_attribution",
            "list_sources", "load_data", "register_source", "source_attribution"]

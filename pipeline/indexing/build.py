@@ -16,6 +16,7 @@ import numpy as np
 
 from ..config import Config, ProjectorConfig
 from ..core.hashing import hash_arrays
+from ..core.io import atomic_write
 from ..core.spaces import IMAGE, MODALITIES, SpaceKey
 from ..data import BadRow, caption_rows, captions, load_data
 from ..encoders import Encoder, check_spec, make_encoder
@@ -23,12 +24,12 @@ from ..encoders.embed import Pooling, embed_dataset, pool_captions
 from ..space.anchors import SELECTORS, AnchorSet, check_anchor_count, select_anchors, selection_features
 from ..space.fit import check_options, embed_anchors, fit_projectors
 from ..space.projectors import Projector, load_projectors, save_projectors
-from ..store.layout import ANCHORS, CONFIG, PROJECTORS, SHARDS, SKIPPED
+from ..store.layout import ANCHORS, BUILD_STATE, CONFIG, PROJECTORS, SHARDS, SKIPPED, partial_dir
 from ..store.manifest import Manifest
 from ..version import __version__
 from .commit import build_indexes, publish
 from .engines import Engine
-from .stream import Projection, encoder_for, source_fingerprint, write_shards
+from .stream import Projection, encoder_for, source_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +82,13 @@ def _check_anchor_file(cfg: Config) -> None:
 
 
 def build_index(
-    cfg: Config, out: Path, *, device: str | None = None, resume: bool | None = None, engine: Engine | None = None
+    cfg: Config, out: Path, *, engine: Engine, device: str | None = None, resume: bool | None = None
 ) -> dict[SpaceKey, Encoder]:
     """Write a complete index for ``cfg`` to ``out``, shard by shard; returns the encoders for reuse.
 
     Shards go to ``.<name>.partial/`` beside ``out`` as they finish. A build that stops resumes from them
     when run again (``resume=None``, the default); ``resume=True`` insists on it and ``False`` starts over.
-    ``engine`` runs the shards and the FAISS adds (default: this process; see :mod:`pipeline.indexing.engines`).
+    ``engine`` runs the shards and the FAISS adds (see :mod:`pipeline.indexing.engines`).
     """
     check_config(cfg)
     if cfg.shard_size < 1:
@@ -103,9 +104,9 @@ def build_index(
         anchors, projectors = _anchors_and_projectors(cfg, ds, encoders, work)
     projection = Projection.of(cfg, encoders, projectors, anchors.hash)
     with timed("embedding and projecting"):
-        shards = write_shards(ds, work / SHARDS, projection, shard_size=cfg.shard_size, engine=engine)
+        shards = engine.write_shards(ds, work / SHARDS, projection, shard_size=cfg.shard_size)
     with timed("building FAISS"):
-        indexes, chosen = build_indexes(shards, cfg.index, cfg.anchors.seed, add=engine.add if engine else None)
+        indexes, chosen = build_indexes(shards, cfg.index, cfg.anchors.seed, engine=engine)
     infos = {str(key): e.info.to_dict() for key, e in encoders.items()}
     manifest = Manifest(
         encoders=infos,
@@ -133,11 +134,6 @@ def build_index(
     return encoders
 
 
-def partial_dir(out: Path) -> Path:
-    """Where a build of ``out`` keeps its finished shards until it publishes them."""
-    return out.parent / f".{out.name}.partial"
-
-
 def _build_key(cfg: Config, encoders: dict[SpaceKey, Encoder], ds: Any) -> str:
     """Everything that decides a shard's contents: a partial build made with another key is not resumed."""
     anchor_file = AnchorSet.load(cfg.anchors.path).hash if cfg.anchors.path else None
@@ -150,7 +146,7 @@ def _build_key(cfg: Config, encoders: dict[SpaceKey, Encoder], ds: Any) -> str:
 def _work_dir(out: Path, key: str, resume: bool | None) -> Path:
     """The partial-build directory for ``key``: kept to resume, or cleared, as ``resume`` says."""
     work = partial_dir(out)
-    state = work / "state.json"
+    state = work / BUILD_STATE
     found = json.loads(state.read_text()).get("key") if state.is_file() else None
     if resume is True and found != key:
         why = "none exists" if found is None else "it was made with another config, data or encoders"
@@ -163,7 +159,8 @@ def _work_dir(out: Path, key: str, resume: bool | None) -> Path:
                        "--fresh" if resume is False else "made with another config, data or encoders")
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    _write_atomic(state, json.dumps({"key": key}).encode())
+    with atomic_write(state) as tmp:
+        tmp.write_text(json.dumps({"key": key}))
     return work
 
 
@@ -177,10 +174,10 @@ def _anchors_and_projectors(
     anchors = _anchor_set(cfg, ds, encoders)
     projectors = _fit_projectors(anchors, encoders, cfg.projector, cfg.data.languages,
                                  cfg.anchors.caption_pooling, cfg.batch_size)
-    anchors.save(work / f"{ANCHORS}.tmp")
-    save_projectors(work / f"{PROJECTORS}.tmp", projectors)
-    (work / f"{ANCHORS}.tmp").replace(work / ANCHORS)
-    (work / f"{PROJECTORS}.tmp").replace(work / PROJECTORS)  # written last: its presence means both are whole
+    with atomic_write(work / ANCHORS) as tmp:
+        anchors.save(tmp)
+    with atomic_write(work / PROJECTORS) as tmp:  # written last: its presence means both are whole
+        save_projectors(tmp, projectors)
     return anchors, projectors
 
 
@@ -216,12 +213,6 @@ def _fit_projectors(
     spaces = [IMAGE, *(SpaceKey.text(lang) for lang in languages)]
     sides = {s: embed_anchors(anchors, encoder_for(encoders, s), s, pooling, batch_size) for s in spaces}
     return fit_projectors(sides, options, total=len(anchors), pair=(SpaceKey.text(languages[0]), IMAGE))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _write_skipped(skipped: list[BadRow], path: Path) -> None:

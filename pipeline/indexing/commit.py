@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from ..ann.auto import IndexBudget, choose_index
-from ..ann.faiss_index import add_blocks, build_faiss, sample_rows, write_faiss
+from ..ann.faiss_index import build_faiss, sample_rows, write_faiss
 from ..config import IndexConfig
 from ..core.spaces import MODALITIES
 from ..store.files import atomic_directory, link_tree
-from ..store.layout import SHARDS, index_file, items_file
-from ..store.manifest import MANIFEST, Manifest
+from ..store.layout import MANIFEST, SHARDS, index_file, items_file
+from ..store.manifest import Manifest
 from ..store.shards import Shard
+from .engines import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -29,33 +30,34 @@ def blocks(shards: Sequence[Shard], modality: str) -> list[Any]:
 
 
 def build_indexes(
-    shards: Sequence[Shard], cfg: IndexConfig, seed: int = 0, add: Callable[..., None] | None = None
+    shards: Sequence[Shard], cfg: IndexConfig, seed: int = 0, *, engine: Engine
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A FAISS index per modality from the shards' vectors, trained once on a sample drawn across them.
 
-    ``add`` fills each trained index with the shards' vectors in order (default: in this process; the Ray
-    engine adds shards on its workers and merges them).
+    ``engine`` fills each trained index with the shards' vectors in order (the local engine in this process;
+    the Ray engine adds shards on its workers and merges them).
 
     With ``factory: auto`` each index is chosen under the budgets and tuned on cross-modal queries: a sample
     of the other modality's vectors (captions searching images, images searching captions), which are out of
     the indexed distribution as real queries are. Returns the indexes and, for auto, each choice's record.
     """
     if cfg.factory != "auto":
-        return {m: build_faiss(blocks(shards, m), cfg.factory, cfg.train_size, seed, add) for m in MODALITIES}, {}
+        return {m: build_faiss(blocks(shards, m), cfg.factory, cfg.train_size, seed, engine.add)
+                for m in MODALITIES}, {}
     indexes, records = {}, {}
     budget = IndexBudget.from_config(cfg)
     for m, other in zip(MODALITIES, reversed(MODALITIES)):
         queries = sample_rows(blocks(shards, other), cfg.tune_queries, seed + 1)
         indexes[m], records[m] = choose_index(blocks(shards, m), queries, budget, train_size=cfg.train_size, seed=seed,
-                                              add=add)
+                                              add=engine.add)
         logger.info("auto chose %s for %s: %s", records[m]["key"], m, records[m].get("params"))
     return indexes, records
 
 
-def refill(index: Any, shards: Sequence[Shard], modality: str, add: Callable[..., None] | None = None) -> Any:
+def refill(index: Any, shards: Sequence[Shard], modality: str, engine: Engine) -> Any:
     """Empty a trained index and add the shards' vectors again: a compaction that keeps its training."""
     index.reset()
-    (add or add_blocks)(index, blocks(shards, modality), desc=f"FAISS re-add ({modality})")
+    engine.add(index, blocks(shards, modality), desc=f"FAISS re-add ({modality})")
     return index
 
 

@@ -19,8 +19,8 @@ from ..space.anchors import AnchorSet
 from ..space.fit import embed_anchors, fit_projectors, stored_weights
 from ..space.projectors import Projector, save_projectors
 from ..store.files import atomic_directory, index_lock, link_tree
-from ..store.layout import ANCHORS, PROJECTORS
-from ..store.manifest import MANIFEST, Manifest
+from ..store.layout import ANCHORS, MANIFEST, PROJECTORS
+from ..store.manifest import Manifest
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """The streaming dataflow: items become relative vectors block by block, each block written as a shard.
 
-Builds and ``add`` share it. Memory is bounded by the anchors, one block and its vectors; a shard that is
-already complete (same rows, source and anchors) is kept, so a killed build resumes where it stopped.
+Builds and ``add`` share it; an engine (:mod:`pipeline.indexing.engines`) schedules its shard tasks. Memory is
+bounded by the anchors, one block and its vectors; a shard that is already complete (same rows, source and
+anchors) is kept, so a killed build resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -9,24 +10,23 @@ from __future__ import annotations
 import io
 import logging
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from ..config import Config
 from ..core.hashing import hash_arrays
-from ..core.progress import progress
 from ..core.spaces import IMAGE, SpaceKey
 from ..data import cache_dir, caption_rows, captions
 from ..data.images import load_image
 from ..encoders import Encoder
 from ..encoders.embed import embed_dataset
 from ..space.projectors import Projector
-from ..store.shards import Shard, ShardError, ShardPayload, read_shard, shard_name, write_shard
+from ..store.layout import shard_name
+from ..store.shards import Shard, ShardError, ShardPayload, read_shard, write_shard
 
 logger = logging.getLogger(__name__)
 
@@ -110,43 +110,38 @@ class ShardTask:
     rows: tuple[int, int]
 
 
-class ShardRunner(Protocol):
-    """What runs the shard tasks: the local loop below, or an engine's workers (:mod:`pipeline.indexing.engines`)."""
+@dataclass
+class ShardPlan:
+    """The shards of a dataset: those complete on disk (kept), the tasks left to make, and the source's id."""
 
-    def write_shards(self, ds: Any, root: Path, projection: Projection, tasks: Sequence[ShardTask],
-                     source: str) -> list[Shard]: ...
+    source: str  # fingerprint of the source rows (see source_fingerprint)
+    kept: list[Shard]
+    tasks: list[ShardTask]
 
 
-def write_shards(
-    ds: Any, root: Path, projection: Projection, *, shard_size: int, first: int = 0,
-    engine: ShardRunner | None = None,
-) -> list[Shard]:
-    """Project ``ds`` into shards ``first, first+1, ...`` under ``root``, keeping those already complete.
+def plan_shards(ds: Any, root: Path, projection: Projection, *, shard_size: int, first: int = 0) -> ShardPlan:
+    """Split ``ds`` into shards ``first, first+1, ...`` under ``root`` and say which are already complete.
 
-    A shard on disk is reused only if its files match its record and it was made from the same rows of the
-    same source on the same anchors; anything else is rebuilt, with a warning that says why. The shards
-    left to make run on ``engine`` (default: this process, one after another).
+    A shard on disk is kept only if its files match its record and it was made from the same rows of the
+    same source on the same anchors; anything else is to be made again, with a warning that says why.
     """
     source, n = source_fingerprint(ds), len(ds)
     count = max(1, math.ceil(n / shard_size))
     root.mkdir(parents=True, exist_ok=True)
-    kept: list[Shard] = []
-    tasks: list[ShardTask] = []
+    plan = ShardPlan(source, [], [])
     for s in range(count):
         task = ShardTask(first + s, (s * shard_size, min(n, (s + 1) * shard_size)))
         path = root / shard_name(task.number)
         if path.exists():
             try:
-                kept.append(read_shard(path, source=source, anchors=projection.anchors, rows=task.rows))
+                plan.kept.append(read_shard(path, source=source, anchors=projection.anchors, rows=task.rows))
                 continue
             except ShardError as e:
                 logger.warning("%s; rebuilding it", e)
-        tasks.append(task)
-    if kept:
-        logger.info("%d of %d shards complete and kept; %d to make", len(kept), count, len(tasks))
-    run = engine.write_shards if engine is not None else project_here
-    made = run(ds, root, projection, tasks, source) if tasks else []
-    return sorted([*kept, *made], key=lambda shard: shard.path.name)
+        plan.tasks.append(task)
+    if plan.kept:
+        logger.info("%d of %d shards complete and kept; %d to make", len(plan.kept), count, len(plan.tasks))
+    return plan
 
 
 def project_shard(ds: Any, root: Path, projection: Projection, task: ShardTask, source: str,
@@ -154,22 +149,6 @@ def project_shard(ds: Any, root: Path, projection: Projection, task: ShardTask, 
     """Embed, project and write one shard: the unit of work of every engine."""
     payload = projection.block(ds.select(range(*task.rows)), show_progress=show_progress)
     return write_shard(root, task.number, payload, rows=task.rows, source=source, anchors=projection.anchors)
-
-
-def project_here(ds: Any, root: Path, projection: Projection, tasks: Sequence[ShardTask], source: str) -> list[Shard]:
-    """The shards made in this process, in order, with per-shard throughput and ETA: the local engine."""
-    total = sum(t.rows[1] - t.rows[0] for t in tasks)
-    shards, done, t0 = [], 0, time.perf_counter()
-    with progress(total=total, desc="shards", unit="item") as bar:
-        for i, task in enumerate(tasks):
-            t = time.perf_counter()
-            shards.append(project_shard(ds, root, projection, task, source,
-                                        show_progress=False if len(tasks) > 1 else None))
-            size = task.rows[1] - task.rows[0]
-            done += size
-            bar.update(size)
-            log_shard(i + 1, len(tasks), size, time.perf_counter() - t, done, total, time.perf_counter() - t0)
-    return shards
 
 
 def log_shard(i: int, count: int, items: int, seconds: float, done: int, total: int, elapsed: float) -> None:

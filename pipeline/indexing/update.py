@@ -18,19 +18,19 @@ from typing import Any
 
 import numpy as np
 
-from ..ann.faiss_index import add_blocks, read_faiss
+from ..ann.faiss_index import read_faiss
 from ..config import Config, from_dict
 from ..core.io import read_parquet
 from ..core.spaces import MODALITIES, SpaceKey
 from ..data import load_data
 from ..encoders import Encoder
 from ..store.files import index_lock, link_tree
-from ..store.layout import SHARDS, index_file, items_file
-from ..store.manifest import MANIFEST, Manifest
+from ..store.layout import MANIFEST, SHARDS, index_file, items_file, staging_dir
+from ..store.manifest import Manifest
 from ..store.shards import Shard, ShardPayload, open_shards, write_shard
 from .commit import blocks, publish, refill
 from .engines import Engine
-from .stream import Projection, write_shards
+from .stream import Projection
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +44,11 @@ def update_index(
     remove: Collection[str] = (),
     upsert: bool = False,
     shard_size: int = 10_000,
-    engine: Engine | None = None,
+    engine: Engine,
 ) -> Manifest:
     """Add the items of dataset ``add`` (projected by ``projection``) and remove the ids ``remove``, atomically.
 
-    ``engine`` embeds the new shards and fills the indexes (default: this process).
+    ``engine`` embeds the new shards and fills the indexes.
 
     Raises:
         ValueError: an added id is already in the index (without ``upsert``), or is given twice; a removed
@@ -77,7 +77,7 @@ def update_index(
                              f"first or pass --upsert (upsert=True) to replace it"
                              + (f" ({len(present) - 1} more)" if len(present) > 1 else ""))
         remove |= set(present)
-        staging = index_dir.parent / f".{index_dir.name}.update"
+        staging = staging_dir(index_dir)
         shutil.rmtree(staging, ignore_errors=True)
         try:
             kept = [_without(s, remove, staging) for s in shards]
@@ -86,15 +86,14 @@ def update_index(
             if add is not None and len(add):
                 assert projection is not None, "adding items needs the index's projection"
                 first = int(shards[-1].path.name) + 1 if shards else 0
-                added = write_shards(add, staging, projection, shard_size=shard_size, first=first, engine=engine)
+                added = engine.write_shards(add, staging, projection, shard_size=shard_size, first=first)
             # read into memory: a memory-mapped index is read-only
             indexes = {m: read_faiss(index_dir / index_file(m), mmap=False) for m in MODALITIES}
-            fill = engine.add if engine is not None else add_blocks
             for m, index in indexes.items():
                 if remove:  # compaction: the trained index refilled from the kept shards, ids renumbered in order
-                    refill(index, [*kept, *added], m, fill)
+                    refill(index, [*kept, *added], m, engine)
                 else:
-                    fill(index, blocks(added, m), desc=f"FAISS add ({m})")
+                    engine.add(index, blocks(added, m), desc=f"FAISS add ({m})")
             new = copy.deepcopy(current)
             new.history.append({"op": "update", "added": len(new_ids), "removed": len(remove),
                                 "upserted": len(present), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
@@ -116,7 +115,7 @@ def add_data(
     encoder: Callable[[SpaceKey], Encoder],
     *,
     upsert: bool = False,
-    engine: Engine | None = None,
+    engine: Engine,
 ) -> Manifest:
     """Add the items named by ``cfg.data``, embedded by the index's encoders and projected by its projectors.
 

@@ -18,7 +18,7 @@ from pipeline.version import __version__
 
 from .errors import install_error_handlers
 from .middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
-from .reloader import SearchEngine, warm_up
+from .reloader import IndexReloader, warm_up
 from .routes import router
 from .schemas import search_body
 
@@ -40,7 +40,7 @@ def create_app(retriever: Retriever, *, limits: Limits | None = None, reload_eve
     """Build the HTTP app around one loaded Retriever.
 
     Args:
-        retriever: the loaded index; shared by every request (see :class:`SearchEngine`).
+        retriever: the loaded index; shared by every request (see :class:`IndexReloader`).
         limits: request bounds; default the retriever's own ``limits``.
         reload_every: while the app runs, check this often (seconds) for a new version of the index
             published by ``relspace add``/``remove``/``reanchor`` and swap it in; None never reloads.
@@ -50,17 +50,17 @@ def create_app(retriever: Retriever, *, limits: Limits | None = None, reload_eve
         ``GET /info``, the search page at ``/`` and OpenAPI docs at ``/docs``.
     """
 
-    engine = SearchEngine(retriever, limits)
+    reloader = IndexReloader(retriever, limits)
     page_dir = static_dir()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if reload_every:
-            engine.watch(reload_every)
+            reloader.watch(reload_every)
         try:
             yield
         finally:
-            engine.stop()
+            reloader.stop()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -69,12 +69,12 @@ def create_app(retriever: Retriever, *, limits: Limits | None = None, reload_eve
         description="Cross-modal text-image search through relative representations.",
         docs_url=None,  # served below from the swagger-ui-bundle package: the default loads from a CDN
     )
-    app.state.engine = engine  # read by the routes' dependencies
-    app.add_middleware(BodyLimitMiddleware, max_bytes=engine.limits.max_body_bytes)
+    app.state.reloader = reloader  # read by the routes' dependencies
+    app.add_middleware(BodyLimitMiddleware, max_bytes=reloader.limits.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
     install_error_handlers(app)
     app.include_router(router)
-    app.openapi = lambda: _openapi(app, engine)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, reloader)  # type: ignore[method-assign]
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -89,11 +89,11 @@ def create_app(retriever: Retriever, *, limits: Limits | None = None, reload_eve
     return app
 
 
-def _openapi(app: FastAPI, engine: SearchEngine) -> dict[str, Any]:
+def _openapi(app: FastAPI, reloader: IndexReloader) -> dict[str, Any]:
     """FastAPI's document, with the /search body stating this index's languages and these limits (cached)."""
     if app.openapi_schema is None:
-        r = engine.retriever
-        body = search_body(engine.limits, r.languages, r.caption_languages)
+        r = reloader.retriever
+        body = search_body(reloader.limits, r.languages, r.caption_languages)
         FastAPI.openapi(app)["paths"]["/search"]["post"]["requestBody"] = body
     return app.openapi_schema
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.core.limits import Limits
 from pipeline.core.specs import Member, format_members, parse_members
-from pipeline.data import source_attribution
+from pipeline.data import index_attribution
 from pipeline.version import __version__
 
 if TYPE_CHECKING:
@@ -55,8 +55,7 @@ def public_info(retriever: Retriever, limits: Limits) -> dict[str, Any]:
     ``manifest`` keeps the keys the search page reads (``encoders.<key>.spec``, ``anchors.count``).
     """
     m = retriever.manifest
-    source = (m.config.get("data") or {}).get("source")
-    attribution = source_attribution(source)
+    attribution = index_attribution(m.config)
     return {
         "version": __version__,
         "generation": m.generation,  # the index version being served; it grows with every add, remove, reanchor

@@ -1,7 +1,7 @@
 """The loaded index a server shares between request threads: its warm-up, and live reloads after updates.
 
 A ``relspace add``, ``remove`` or ``reanchor`` in another process publishes a new index directory atomically
-(:func:`pipeline.store.files.atomic_directory`). The engine notices (a ``stat`` of ``manifest.json``, at most every
+(:func:`pipeline.store.files.atomic_directory`). The reloader notices (a ``stat`` of ``manifest.json``, at most every
 ``reload_every`` seconds, in one background thread), loads the new version beside the old one, warms it,
 and swaps one reference. A request reads that reference once and answers from that Retriever only, so each
 response comes whole from one version, tagged with its manifest ``generation``.
@@ -20,7 +20,8 @@ from PIL import Image
 from pipeline.core.limits import Limits
 from pipeline.query import Query
 from pipeline.retriever import Retriever
-from pipeline.store.manifest import MANIFEST, Manifest
+from pipeline.store.layout import MANIFEST
+from pipeline.store.manifest import Manifest
 
 if TYPE_CHECKING:
     from pipeline.retriever import Hit
@@ -39,14 +40,14 @@ def manifest_stamp(index_dir: os.PathLike[str] | str) -> Stamp | None:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
-class SearchEngine:
+class IndexReloader:
     """The current Retriever, shared by all request threads, with one lock per query encoder.
 
     FastAPI runs the search in its threadpool. FAISS search on a loaded index is thread-safe, but the text
     encoder's fast tokenizer is not (concurrent calls can fail with "Already borrowed"), and the encoders
     load lazily on first use, which must happen once. On a CPU a forward pass already uses every core, so
     serialising the forwards of one encoder costs little throughput; text and image queries still run
-    side by side, as each encoder has its own lock. The locks belong to the engine, not to a version:
+    side by side, as each encoder has its own lock. The locks belong to the reloader, not to a version:
     a reloaded Retriever shares the loaded encoders of the one before it.
     """
 
@@ -69,7 +70,7 @@ class SearchEngine:
             return (retriever or self.retriever).search_query(query, limits=self.limits)
 
     def warm(self, retriever: Retriever) -> None:
-        """Load the encoders and lookups of ``retriever`` and run one query of each kind, under the engine's locks."""
+        """Load the encoders and lookups of ``retriever`` and run one query of each kind, under the reloader's locks."""
         t0 = time.perf_counter()
         self.search(Query(text="warm up", k=1), retriever)
         self.search(Query(image=Image.new("RGB", (32, 32), "white"), k=1), retriever)
@@ -95,8 +96,7 @@ class SearchEngine:
             if self._stamp is None and Manifest.read(index_dir).generation == current.manifest.generation:
                 self._stamp = stamp  # first check: the version being served is the one on disk
                 return False
-            new = Retriever.load(index_dir, device=current.device, limits=current.limits,
-                                 _encoders=current._encoders)
+            new = current.reload()  # the encoders already loaded are reused, not loaded again
             self.warm(new)
         except (OSError, ValueError) as e:  # includes FileNotFoundError, IndexMismatchError, damaged files
             if manifest_stamp(index_dir) == stamp:  # not a swap under the load: this version is unreadable
@@ -142,4 +142,4 @@ def warm_up(retriever: Retriever) -> None:
 
     Called before serving so that the first user does not wait for model loading or first-call kernels.
     """
-    SearchEngine(retriever).warm(retriever)
+    IndexReloader(retriever).warm(retriever)

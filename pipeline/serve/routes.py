@@ -23,7 +23,7 @@ from pipeline.retriever import Hit, Retriever
 
 from .errors import ApiError, describe, image_error
 from .public_info import counts, public_info
-from .reloader import SearchEngine
+from .reloader import IndexReloader
 from .schemas import SEARCH_BODY, SEARCH_ERRORS, ErrorOut, HitOut, ItemOut, QueryOut, SearchRequest, SearchResponse
 
 logger = logging.getLogger(__name__)
@@ -41,19 +41,19 @@ router = APIRouter()
 # -- dependencies: what create_app put on app.state -------------------------------------------------------
 
 
-def get_engine(request: Request) -> SearchEngine:
-    return request.app.state.engine
+def get_reloader(request: Request) -> IndexReloader:
+    return request.app.state.reloader
 
 
 def get_retriever(request: Request) -> Retriever:
-    return request.app.state.engine.retriever
+    return request.app.state.reloader.retriever
 
 
 def get_limits(request: Request) -> Limits:
-    return request.app.state.engine.limits
+    return request.app.state.reloader.limits
 
 
-EngineDep = Annotated[SearchEngine, Depends(get_engine)]
+ReloaderDep = Annotated[IndexReloader, Depends(get_reloader)]
 RetrieverDep = Annotated[Retriever, Depends(get_retriever)]
 LimitsDep = Annotated[Limits, Depends(get_limits)]
 
@@ -140,21 +140,21 @@ def decode_upload(data: bytes, limits: Limits) -> Image.Image:
     responses=SEARCH_ERRORS,
     summary="Search by text (JSON) or by image (multipart)",
 )
-async def search(request: Request, engine: EngineDep) -> SearchResponse:
+async def search(request: Request, reloader: ReloaderDep) -> SearchResponse:
     """Find the k nearest images or captions to a text or an uploaded image.
 
     JSON: ``{"text": "a red apple", "k": 10, "lang": "en", "target": "image", "result_lang": null}``.
     Multipart: an ``image`` file and optional ``k``, ``target``, ``result_lang`` fields.
     """
-    fields, data = await read_query(request, engine.limits)
-    retriever = engine.retriever  # one version answers the whole request, even if a reload swaps in another
+    fields, data = await read_query(request, reloader.limits)
+    retriever = reloader.retriever  # one version answers the whole request, even if a reload swaps in another
     # Checked before the upload is decoded, so a bad query costs no decode; an image stands in for now.
-    query = engine.check(Query(**fields.model_dump(), image=data), retriever)
+    query = reloader.check(Query(**fields.model_dump(), image=data), retriever)
 
     def run() -> tuple[list[Hit], float]:
         t0 = time.perf_counter()
-        image = decode_upload(data, engine.limits) if data is not None else None  # outside the encoder lock
-        hits = engine.search(replace(query, image=image), retriever)
+        image = decode_upload(data, reloader.limits) if data is not None else None  # outside the encoder lock
+        hits = reloader.search(replace(query, image=image), retriever)
         return hits, (time.perf_counter() - t0) * 1000.0
 
     try:

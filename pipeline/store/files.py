@@ -9,6 +9,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..core.io import current_umask
+from .layout import lock_file, swap_prefix
+
 
 @contextlib.contextmanager
 def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
@@ -19,7 +22,7 @@ def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
     """
     out = Path(out_dir).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=swap_prefix(out, "tmp"), dir=out.parent))
     tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700; an index is shared like any directory
     try:
         yield tmp
@@ -29,7 +32,7 @@ def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
                     os.fsync(fh.fileno())
         old = None
         if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            old = Path(tempfile.mkdtemp(prefix=swap_prefix(out, "old"), dir=out.parent))
             os.rmdir(old)
             os.rename(out, old)
         os.rename(tmp, out)
@@ -48,8 +51,7 @@ def index_lock(index_dir: str | Path) -> Iterator[None]:
     """
     import fcntl
 
-    path = Path(index_dir).resolve()
-    with open(path.parent / f".{path.name}.lock", "w") as fh:
+    with open(lock_file(Path(index_dir).resolve()), "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -75,9 +77,3 @@ def link_tree(src: str | Path, dst: str | Path, skip: set[str] = frozenset()) ->
         except OSError:
             shutil.copy2(f, Path(dst) / f.name)
 
-
-def current_umask() -> int:
-    """The process umask (reading it means setting it, so it is set straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

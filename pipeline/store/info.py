@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..core.spaces import MODALITIES
 from .layout import index_file
 from .manifest import Manifest
 
-MODALITIES = ("image", "text")
 CANDIDATE_COLUMNS = ("name", "key", "params", "bytes", "p50_ms", "p99_ms", "recall_at_10", "reason")
 
 

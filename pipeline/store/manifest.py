@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.spaces import SpaceKey
-from .layout import index_file
+from .layout import MANIFEST, index_file
 
-MANIFEST = "manifest.json"
 FORMAT_VERSION = 2  # 2: vectors kept in shards/, thumbnails per shard, counts.text_langs
 
 

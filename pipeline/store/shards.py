@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,24 +22,14 @@ import numpy as np
 
 from ..core.io import read_parquet
 from ..core.spaces import MODALITIES
-from .layout import SHARDS, THUMBNAILS, items_file
+from .layout import SHARD_META, SHARD_NAME, SHARDS, THUMBNAILS, items_file, shard_name, shard_temp, vectors_file
 
 logger = logging.getLogger(__name__)
 
-SHARD_META = "shard.json"
-_NAME = re.compile(r"^\d{6}$")
 
 
 class ShardError(ValueError):
     """A shard that must not be used: incomplete, damaged, or made from other data or anchors."""
-
-
-def vectors_file(modality: str) -> str:
-    return f"{modality}.npy"
-
-
-def shard_name(number: int) -> str:
-    return f"{number:06d}"
 
 
 class StoredVectors:
@@ -104,7 +93,7 @@ def write_shard(root: Path, number: int, payload: ShardPayload, *, rows: tuple[i
     import pyarrow.parquet as pq
 
     final = root / shard_name(number)
-    tmp = root / f".{final.name}.tmp-{os.getpid()}"
+    tmp = root / shard_temp(number, os.getpid())
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for m in MODALITIES:
@@ -129,8 +118,11 @@ def write_shard(root: Path, number: int, payload: ShardPayload, *, rows: tuple[i
 
 
 def read_shard(path: Path, *, source: str | None = None, anchors: str | None = None,
-               rows: tuple[int, int] | None = None) -> Shard:
+               rows: tuple[int, int] | None = None, verify: bool = True) -> Shard:
     """Open a shard, checking every file against its record (and, if given, its source, anchors and rows).
+
+    ``verify=False`` reads the record only, without hashing the files: for a reader of a published index
+    (its loads must not read every vector file), whose shards were checked when they were written and merged.
 
     Raises:
         ShardError: the shard is missing, incomplete, damaged or stale; the message says which and why.
@@ -143,7 +135,7 @@ def read_shard(path: Path, *, source: str | None = None, anchors: str | None = N
         shard = Shard(path, **meta)
     except (ValueError, TypeError) as e:
         raise ShardError(f"shard {path}: {SHARD_META} is damaged ({e})") from None
-    for name, rec in shard.files.items():
+    for name, rec in shard.files.items() if verify else ():
         f = path / name
         if not f.is_file():
             raise ShardError(f"shard {path}: {name} is missing")
@@ -158,7 +150,7 @@ def read_shard(path: Path, *, source: str | None = None, anchors: str | None = N
 
 def list_shards(root: Path) -> list[Path]:
     """Shard directories under ``root`` in order (temporary, unfinished ones are not listed)."""
-    return sorted(p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name)) if root.is_dir() else []
+    return sorted(p for p in root.iterdir() if p.is_dir() and SHARD_NAME.match(p.name)) if root.is_dir() else []
 
 
 def open_shards(index_dir: Path) -> list[Shard]:

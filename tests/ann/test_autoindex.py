@@ -14,7 +14,8 @@ from pipeline.ann.candidates import CANDIDATES, nlist, ordered, pq_m
 from pipeline.ann.faiss_index import build_faiss, search_params, write_faiss
 from pipeline.cli import main
 from pipeline.config import ConfigError, IndexConfig, load_config
-from pipeline.store.manifest import MANIFEST, Manifest
+from pipeline.store.layout import MANIFEST
+from pipeline.store.manifest import Manifest
 
 N, M, CLUSTERS = 20_000, 64, 200
 RNG = np.random.default_rng(0)

@@ -1,6 +1,6 @@
 """Live updates: a running server swaps in each version another process publishes, and answers whole from one.
 
-The first tests drive :class:`SearchEngine` in-process, step by step (the swap window, a damaged version,
+The first tests drive :class:`IndexReloader` in-process, step by step (the swap window, a damaged version,
 a reload); the last starts a real ``relspace serve`` and searches from threads while ``relspace add`` and
 ``relspace remove`` run in other processes.
 """
@@ -25,10 +25,10 @@ from fastapi.testclient import TestClient
 from benchmarks.load_test import checkout_env, server_process
 from pipeline import Retriever
 from pipeline.cli import main
-from pipeline.core.spaces import SpaceKey
 from pipeline.data import load_data
 from pipeline.serve import create_app
-from pipeline.store.manifest import MANIFEST, Manifest
+from pipeline.store.layout import MANIFEST
+from pipeline.store.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 NEW_ITEMS = ROOT / "docs" / "new-items"
@@ -108,7 +108,7 @@ def test_reanchor_refuses_to_publish_over_an_update_it_did_not_see(index: Path, 
     assert Retriever.load(index).manifest.counts["items"] == len(ids) - 1  # the update stands, the index loads
 
 
-# -- the engine, step by step --------------------------------------------------------------------------
+# -- the reloader, step by step --------------------------------------------------------------------------
 
 
 def _search(client: TestClient, **body: Any) -> dict[str, Any]:
@@ -117,28 +117,28 @@ def _search(client: TestClient, **body: Any) -> dict[str, Any]:
     return res.json()
 
 
-def test_engine_swaps_in_a_new_version_and_survives_the_swap_window(index: Path, new_items: Path, caplog) -> None:
+def test_reloader_swaps_in_a_new_version_and_survives_the_swap_window(index: Path, new_items: Path, caplog) -> None:
     app = create_app(Retriever.load(index))
-    engine = app.state.engine
+    reloader = app.state.reloader
     with TestClient(app) as client:
         g0 = _search(client, text="a blue square")["generation"]
-        assert not engine.refresh()  # nothing new: the first check adopts the version on disk without a load
-        old = engine.retriever
+        assert not reloader.refresh()  # nothing new: the first check adopts the version on disk without a load
+        old = reloader.retriever
         Retriever.load(index).add(new_items)  # another writer
         moved = index.with_name("moved")
         index.rename(moved)  # the instant between atomic_directory's two renames: no index at the path
-        assert not engine.refresh() and engine.retriever is old
+        assert not reloader.refresh() and reloader.retriever is old
         assert _search(client, text="a blue square")["generation"] == g0
         moved.rename(index)
-        assert engine.refresh() and engine.retriever is not old
+        assert reloader.refresh() and reloader.retriever is not old
         body = _search(client, text="a blue square", k=100)
         assert body["generation"] == g0 + 1 and "blue-square" in {h["id"] for h in body["hits"]}
         assert client.get("/health").json()["generation"] == client.get("/info").json()["generation"] == g0 + 1
-        text = SpaceKey("text")
-        assert engine.retriever._encoders[text] is old._encoders[text]  # models are reused, not reloaded
+        # models are reused, not reloaded: encoder() returns the one already loaded, else loads a new one
+        assert reloader.retriever.encoder("text") is old.encoder("text")
 
         (index / MANIFEST).write_text("{ not json")  # a version that cannot load: keep serving, warn once
-        assert not engine.refresh() and not engine.refresh()
+        assert not reloader.refresh() and not reloader.refresh()
         assert [r.levelname for r in caplog.records if "failed to load" in r.message] == ["WARNING"]
         assert _search(client, text="a blue square")["generation"] == g0 + 1
 

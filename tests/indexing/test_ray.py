@@ -23,10 +23,9 @@ from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.core.spaces import MODALITIES
 from pipeline.data import load_data
-from pipeline.indexing.build import partial_dir
 from pipeline.indexing.engines import make_engine
-from pipeline.store.layout import SHARDS, index_file, items_file
-from pipeline.store.shards import SHARD_META, list_shards
+from pipeline.store.layout import SHARD_META, SHARDS, index_file, items_file, partial_dir
+from pipeline.store.shards import list_shards
 
 from ..conftest import SMALL_ITEMS, stored_rows
 

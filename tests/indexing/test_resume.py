@@ -15,8 +15,9 @@ import pytest
 
 from pipeline import Retriever
 from pipeline.config import load_config
-from pipeline.indexing.build import partial_dir
-from pipeline.store.shards import SHARD_META, list_shards, open_shards
+from pipeline.indexing.engines.local import LocalEngine
+from pipeline.store.layout import SHARD_META, partial_dir
+from pipeline.store.shards import list_shards, open_shards
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,6 +28,23 @@ def _stored(index_dir: Path) -> tuple[dict[str, list], dict[str, np.ndarray]]:
     shards = open_shards(index_dir)
     rows = {m: pq.read_table(index_dir / f"{m}_items.parquet").column("id").to_pylist() for m in ("image", "text")}
     return rows, {m: np.vstack([np.asarray(s.vectors(m)) for s in shards]) for m in ("image", "text")}
+
+
+class _Recording(LocalEngine):
+    """The local engine, noting which shards it makes and which indexes it fills."""
+
+    def __init__(self) -> None:
+        self.made: list[str] = []
+        self.adds = 0
+
+    def make_shards(self, ds, root, projection, tasks, source):  # type: ignore[override]
+        shards = super().make_shards(ds, root, projection, tasks, source)
+        self.made += [s.path.name for s in shards]
+        return shards
+
+    def add(self, index, blocks, desc="FAISS add") -> None:  # type: ignore[override]
+        self.adds += 1
+        super().add(index, blocks, desc)
 
 
 @pytest.mark.slow
@@ -66,7 +84,10 @@ def test_killed_build_resumes_and_equals_an_uninterrupted_one(small_config, tmp_
     assert not work.exists()
 
     whole = tmp_path / "whole"
-    Retriever.build(cfg, whole, resume=False)
+    engine = _Recording()
+    Retriever.build(cfg, whole, resume=False, engine=engine)
+    assert engine.made == [f"{i:06d}" for i in range(15)]  # the engine given at the entry made every shard
+    assert engine.adds == 2  # and filled both FAISS indexes: no default engine further down
     (rows_a, vecs_a), (rows_b, vecs_b) = _stored(out), _stored(whole)
     assert rows_a == rows_b
     for m in ("image", "text"):

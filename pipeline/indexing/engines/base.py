@@ -5,24 +5,37 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...ann.faiss_index import add_blocks
 from ...core.registry import Registry
-
-if TYPE_CHECKING:
-    from ...store.shards import Shard
-    from ..stream import Projection, ShardTask
+from ...store.shards import Shard
+from ..stream import Projection, ShardTask, plan_shards
 
 
 class Engine(ABC):
-    """Runs shard tasks and fills trained FAISS indexes; everything else of a build runs in the caller."""
+    """Runs shard tasks and fills trained FAISS indexes; everything else of a build runs in the caller.
+
+    Every stage below the public entry points (``Retriever``, the CLI) is given one: the default is chosen
+    there, once (:func:`make_engine`), never again further down.
+    """
 
     name = "engine"
 
+    def write_shards(self, ds: Any, root: Path, projection: Projection, *, shard_size: int,
+                     first: int = 0) -> list[Shard]:
+        """Project ``ds`` into shards ``first, first+1, ...`` under ``root``, in order, keeping those complete.
+
+        Which shards are complete is decided the same way for every engine (:func:`..stream.plan_shards`);
+        the ones left run on this engine (:meth:`make_shards`).
+        """
+        plan = plan_shards(ds, root, projection, shard_size=shard_size, first=first)
+        made = self.make_shards(ds, root, projection, plan.tasks, plan.source) if plan.tasks else []
+        return sorted([*plan.kept, *made], key=lambda shard: shard.path.name)
+
     @abstractmethod
-    def write_shards(self, ds: Any, root: Path, projection: Projection, tasks: Sequence[ShardTask],
-                     source: str) -> list[Shard]:
+    def make_shards(self, ds: Any, root: Path, projection: Projection, tasks: Sequence[ShardTask],
+                    source: str) -> list[Shard]:
         """Make the shards of ``tasks`` (rows of ``ds``) under ``root``, each written atomically."""
 
     def add(self, index: Any, blocks: Sequence[Any], desc: str = "FAISS add") -> None:

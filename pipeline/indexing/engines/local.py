@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ...core.progress import progress
 from ...store.shards import Shard
-from ..stream import Projection, ShardTask, project_here
+from ..stream import Projection, ShardTask, log_shard, project_shard
 from .base import ENGINES, Engine
+
+logger = logging.getLogger(__name__)
 
 
 @ENGINES.register("local")
 class LocalEngine(Engine):
+    """This process: one model per encoder, shards in order, with per-shard throughput and ETA."""
+
     name = "local"
 
-    def write_shards(self, ds: Any, root: Path, projection: Projection, tasks: Sequence[ShardTask],
-                     source: str) -> list[Shard]:
-        return project_here(ds, root, projection, tasks, source)
+    def make_shards(self, ds: Any, root: Path, projection: Projection, tasks: Sequence[ShardTask],
+                    source: str) -> list[Shard]:
+        total = sum(t.rows[1] - t.rows[0] for t in tasks)
+        shards, done, t0 = [], 0, time.perf_counter()
+        with progress(total=total, desc="shards", unit="item") as bar:
+            for i, task in enumerate(tasks):
+                t = time.perf_counter()
+                shards.append(project_shard(ds, root, projection, task, source,
+                                            show_progress=False if len(tasks) > 1 else None))
+                size = task.rows[1] - task.rows[0]
+                done += size
+                bar.update(size)
+                log_shard(i + 1, len(tasks), size, time.perf_counter() - t, done, total, time.perf_counter() - t0)
+        return shards

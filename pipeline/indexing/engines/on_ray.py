@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from ...ann.faiss_index import add_blocks
-from ...store.shards import Shard, StoredVectors, read_shard, shard_name
+from ...store.layout import shard_name
+from ...store.shards import Shard, StoredVectors, read_shard
 from ..stream import Projection, ShardTask, log_shard, project_shard
 from .base import ENGINES, Engine
 
@@ -45,8 +46,8 @@ class RayEngine(Engine):
     actor_gpus: float | None = None  # GPUs per actor; None: 1 if the cluster has GPUs, else 0
     init: dict[str, Any] = field(default_factory=dict)  # more ray.init arguments, e.g. object_store_memory
 
-    def write_shards(self, ds: Any, root: Path, projection: Projection, tasks: Sequence[ShardTask],
-                     source: str) -> list[Shard]:
+    def make_shards(self, ds: Any, root: Path, projection: Projection, tasks: Sequence[ShardTask],
+                    source: str) -> list[Shard]:
         ray = self.connect()
         actors, gpus = self.pool_size(len(tasks))
         logger.info("ray: %d shards on %d actors (%g CPU%s each)", len(tasks), actors, self.actor_cpus,
