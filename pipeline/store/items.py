@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core.io import map_file, read_parquet
 from .layout import SHARDS, THUMBNAILS
-from .shards import SHARD_META, list_shards
+from .shards import list_shards, read_meta
 
 
 @dataclass
@@ -112,13 +112,11 @@ class ItemTables:
 
 def _map_thumbnails(index_dir: Path) -> list[tuple[int, Any, Path]]:
     """Each shard's first image row, its thumbnail file mapped now (None if it has none), and that file's path."""
-    import json
-
     out, first = [], 0
     for path in list_shards(index_dir / SHARDS):
         file = path / THUMBNAILS
         out.append((first, map_file(file) if file.is_file() else None, file))
-        first += json.loads((path / SHARD_META).read_text())["counts"]["image"]
+        first += read_meta(path).counts["image"]
     return out
 
 
