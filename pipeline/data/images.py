@@ -59,7 +59,8 @@ def check_size(what: str, width: int, height: int, max_pixels: int, max_aspect_r
         raise ImageTooLargeError(too_large_message(what, width, height, max_pixels))
     short, long = sorted((width, height))
     if short < 1 or long > max_aspect_ratio * short:
-        ratio = f"{long / short:.4g}:1" if short else "undefined"
+        ratio = "undefined" if not short else (
+            f"{long / short:,.0f}:1" if long >= 100 * short else f"{long / short:.3g}:1")
         raise ImageShapeError(f"{what} is {width}x{height}, an aspect ratio of {ratio}; the limit is "
                               f"{max_aspect_ratio}:1 (crop or pad it), as the encoders' resize would blow it up")
     resized = resized_pixels(width, height)

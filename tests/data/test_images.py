@@ -48,7 +48,7 @@ def test_extreme_aspect_ratios_are_refused_from_the_header(tmp_path: Path, size:
 
 
 def test_retriever_search_refuses_the_thin_png(small_retriever) -> None:
-    with pytest.raises(ImageShapeError, match="the query image is 100000x1, an aspect ratio of 1e\\+05:1"):
+    with pytest.raises(ImageShapeError, match="the query image is 100000x1, an aspect ratio of 100,000:1"):
         small_retriever.search(image=png_header(100_000, 1), k=3)
 
 
