@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -12,6 +13,55 @@ from .core.spaces import MODALITIES
 
 class QueryError(ValueError):
     """A query that breaks a rule; the message says which rule and what would be accepted."""
+
+
+# Characters that draw nothing, as inclusive code point ranges: controls, formats (zero-width space and
+# joiners, BOM, bidi marks, tags), surrogates, separators and whitespace, and the blank letters (Hangul
+# fillers, the blank braille pattern) and variation selectors that show nothing on their own. A text of only
+# these is refused: it reached the encoder as a search for "nothing" (or, for a lone surrogate, failed in the
+# tokenizer). Private-use and unassigned code points count as visible: OpenMoji draws its extra emoji in the
+# private-use area, and a newer emoji may be unknown to this Python. A table, not unicodedata at run time,
+# so the schema's regex and this rule agree on every Python; tests/test_query.py derives it from the categories.
+INVISIBLE: tuple[tuple[int, int], ...] = (
+    (0x0000, 0x0020), (0x007F, 0x00A0), (0x00AD, 0x00AD), (0x0600, 0x0605), (0x061C, 0x061C), (0x06DD, 0x06DD),
+    (0x070F, 0x070F), (0x0890, 0x0891), (0x08E2, 0x08E2), (0x115F, 0x1160), (0x1680, 0x1680), (0x180E, 0x180E),
+    (0x2000, 0x200F), (0x2028, 0x202F), (0x205F, 0x2064), (0x2066, 0x206F), (0x2800, 0x2800), (0x3000, 0x3000),
+    (0x3164, 0x3164), (0xD800, 0xDFFF), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x13438), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001), (0xE0020, 0xE007F), (0xE0100, 0xE01EF),
+)
+_STARTS = [lo for lo, _ in INVISIBLE]
+
+
+def invisible(ch: str) -> bool:
+    """Whether ``ch`` draws nothing on its own (see INVISIBLE)."""
+    o = ord(ch)
+    i = bisect.bisect_right(_STARTS, o) - 1
+    return i >= 0 and o <= INVISIBLE[i][1]
+
+
+def check_text(text: str, limits: Limits) -> str:
+    """The text rule, shared by every entry point: valid Unicode, within the length limit, something visible.
+
+    The length is counted before stripping, as the published schema's ``maxLength`` counts it.
+
+    Returns:
+        The text stripped of surrounding whitespace.
+    """
+    if len(text) > limits.max_text_chars:
+        raise QueryError(f"text has {len(text)} characters; the limit is {limits.max_text_chars}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate: JSON's "\ud800" decodes to one, no encoder reads it
+        raise QueryError(f"text is not valid Unicode: a lone surrogate U+{ord(text[e.start]):04X} at "
+                         f"position {e.start}; send UTF-8 text (surrogates only in pairs)") from None
+    text = text.strip()
+    if not text:
+        raise QueryError("text must be a non-empty string; it is empty or only whitespace")
+    if all(invisible(c) for c in text):
+        shown = " ".join(f"U+{ord(c):04X}" for c in text[:8]) + (" ..." if len(text) > 8 else "")
+        raise QueryError(f"text has no visible character (only {shown}: zero-width or blank characters)")
+    return text
 
 
 @dataclass(frozen=True)
@@ -55,11 +105,7 @@ class Query:
         if text is not None:
             if not isinstance(text, str):
                 raise QueryError(f"text must be a string, got {type(text).__name__}")
-            text = text.strip()
-            if not text:
-                raise QueryError("text must be a non-empty string; it is empty or only whitespace")
-            if len(text) > limits.max_text_chars:
-                raise QueryError(f"text has {len(text)} characters; the limit is {limits.max_text_chars}")
+            text = check_text(text, limits)
         k = self.k
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= limits.max_k:
             raise QueryError(f"k must be an integer between 1 and {limits.max_k}, got {k!r}")

@@ -176,7 +176,8 @@ class Retriever:
     def _embed_images(self, images: list[Any], max_pixels: int) -> np.ndarray:
         # Decoded here rather than in the encoder, so errors name "the query image", not an item "#0".
         names = ["the query image"] if len(images) == 1 else [f"query image #{i}" for i in range(len(images))]
-        rgb = [load_image(x, what=name, max_pixels=max_pixels) for x, name in zip(images, names)]
+        aspect = self.limits.max_aspect_ratio
+        rgb = [load_image(x, what=n, max_pixels=max_pixels, max_aspect_ratio=aspect) for x, n in zip(images, names)]
         return self.projectors[IMAGE].transform(self.encoder("image").encode(rgb, show_progress=False))
 
     def search(

@@ -10,7 +10,8 @@ import pytest
 
 MODULES = ["benchmarks", "benchmarks.common", "benchmarks.image", "benchmarks.workers", "benchmarks.text",
            "benchmarks.query", "benchmarks.index", "benchmarks.load_test", "benchmarks.reanchor",
-           "benchmarks.scale", "benchmarks.resume", "benchmarks.soak", "benchmarks.__main__"]
+           "benchmarks.scale", "benchmarks.resume", "benchmarks.soak", "benchmarks.decode_guard",
+           "benchmarks.__main__"]
 
 
 @pytest.mark.parametrize("name", MODULES)

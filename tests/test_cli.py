@@ -103,14 +103,28 @@ def test_search_huge_image_is_one_line_exit_2(small_index: Path, tmp_path: Path,
     assert "the query image" in line and HUGE_MESSAGE in line and "bomb" not in line.lower()
 
 
+@pytest.mark.parametrize("size", [(100_000, 1), (1, 100_000), (30_000, 2)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_search_thin_image_is_one_line_exit_2(small_index: Path, tmp_path: Path, capsys, size) -> None:
+    """A 370-byte 100000x1 PNG passed the pixel limit and the encoder's resize took gigabytes."""
+    from .bomb import png_header
+
+    thin = tmp_path / "thin.png"
+    thin.write_bytes(png_header(*size))
+    assert main(["-q", "search", str(small_index), "--image", str(thin)]) == 2
+    line = _error_line(capsys)
+    assert "the query image" in line and str(thin) in line and "the limit is 50:1" in line
+    assert f"is {size[0]}x{size[1]}, an aspect ratio of" in line
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--text", "cat", "-k", str(10**9)], "k must be an integer between 1 and 100, got 1000000000"),
         (["--text", "cat", "-k", "0"], "between 1 and 100, got 0"),
         (["--text", "a" * 1_000_000], "text has 1000000 characters; the limit is 1000"),
+        (["--text", "\u200b\u200c"], "text has no visible character (only U+200B U+200C"),
     ],
-    ids=["k-huge", "k-zero", "text-1MB"],
+    ids=["k-huge", "k-zero", "text-1MB", "zero-width"],
 )
 def test_search_rules_as_the_api(small_index: Path, capsys, args: list[str], message: str) -> None:
     assert main(["-q", "search", str(small_index), *args]) == 2

@@ -92,3 +92,46 @@ def test_pixel_limit_is_a_parameter() -> None:
         load_image(png_header(10, 10), max_pixels=99)
     with pytest.raises(ImageLoadError, match="the query image: cannot decode image: not a format"):
         load_image(b"garbage", what="the query image")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("\ud800", "text is not valid Unicode: a lone surrogate U\\+D800 at position 0"),
+        ("a red \udfff apple", "lone surrogate U\\+DFFF at position 6"),
+        ("\u200b\u200c", "no visible character \\(only U\\+200B U\\+200C"),
+        ("\ufeff \u2060\u3164", "no visible character"),
+        ("\ufe0f", "no visible character"),
+        (" " * 995 + "kitten", "text has 1001 characters; the limit is 1000"),  # counted as sent, as the schema
+    ],
+    ids=["lone-surrogate", "surrogate-inside", "zero-width", "bom-joiner-filler", "variation-selector", "padded"],
+)
+def test_text_rule_refuses_what_no_encoder_can_read(text: str, message: str) -> None:
+    """A lone surrogate reached the tokenizer (TypeError, a 500); zero-width text was searched for "nothing"."""
+    with pytest.raises(QueryError, match=message):
+        Query(text=text).validate(**LANGS)
+
+
+@pytest.mark.parametrize("text", ["🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f", "\ue000",
+                                  "x\u200b", "👍🏽", "ñ", "\u0301a"])
+def test_visible_text_passes(text: str) -> None:
+    """Flags made of tag characters, OpenMoji's private-use emoji, joined text: something draws."""
+    assert Query(text=f" {text} ").validate(**LANGS).text == text
+
+
+def test_invisible_table_is_the_unicode_categories() -> None:
+    """INVISIBLE is a table (the schema's regex is built from it); this derives it again from this Python's
+    Unicode data: controls, formats, surrogates, separators, whitespace, blank letters, variation selectors."""
+    import sys
+    import unicodedata
+
+    from pipeline.query import INVISIBLE, invisible
+
+    def derived(o: int) -> bool:
+        ch = chr(o)
+        return (ch.isspace() or unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"}
+                or ch in "\u115f\u1160\u2800\u3164\uffa0" or 0xFE00 <= o <= 0xFE0F or 0xE0100 <= o <= 0xE01EF)
+
+    table = {o for lo, hi in INVISIBLE for o in range(lo, hi + 1)}
+    assert table == {o for o in range(sys.maxunicode + 1) if derived(o)}
+    assert all(invisible(chr(o)) for o in table) and not invisible("a") and not invisible("\ue000")

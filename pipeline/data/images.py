@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..core.limits import MAX_IMAGE_PIXELS
+from ..core.limits import DRAFT_SIDE, ENCODER_SIDE, MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS
 
 # Transparent pixels are composited onto white: emoji, icons and cut-outs are drawn for light pages.
 BACKGROUND = (255, 255, 255)
@@ -28,6 +28,45 @@ class ImageLoadError(ValueError):
 
 class ImageTooLargeError(ImageLoadError):
     """An image has more pixels than the limit (a decompression bomb, or just too big to decode)."""
+
+
+class ImageShapeError(ImageLoadError):
+    """An image more elongated than the aspect-ratio bound: the encoders' resize would blow it up."""
+
+
+def resized_pixels(width: int, height: int, side: int = ENCODER_SIDE) -> int:
+    """Pixels of ``width`` x ``height`` once an encoder resizes its short side to ``side`` (up or down)."""
+    short, long = sorted((max(width, 1), max(height, 1)))
+    return side * -(-long * side // short)
+
+
+def pixel_cost(width: int, height: int) -> int:
+    """The most pixels decoding and resizing one image holds at once: its decoded or its resized size."""
+    return max(width * height, resized_pixels(width, height))
+
+
+def check_size(what: str, width: int, height: int, max_pixels: int, max_aspect_ratio: int) -> None:
+    """The one image rule, from the header: within the pixel limit decoded and resized, and not too elongated.
+
+    The resize may always make one ``ENCODER_SIDE`` square (what every query costs the model); beyond that it
+    must fit ``max_pixels`` too, which holds for any aspect ratio allowed by default (see core.limits).
+
+    Raises:
+        ImageTooLargeError: more than ``max_pixels`` decoded, or resized.
+        ImageShapeError: long side over ``max_aspect_ratio`` times the short one (or a side of 0).
+    """
+    if width * height > max_pixels:
+        raise ImageTooLargeError(too_large_message(what, width, height, max_pixels))
+    short, long = sorted((width, height))
+    if short < 1 or long > max_aspect_ratio * short:
+        ratio = "undefined" if not short else (
+            f"{long / short:,.0f}:1" if long >= 100 * short else f"{long / short:.3g}:1")
+        raise ImageShapeError(f"{what} is {width}x{height}, an aspect ratio of {ratio}; the limit is "
+                              f"{max_aspect_ratio}:1 (crop or pad it), as the encoders' resize would blow it up")
+    resized = resized_pixels(width, height)
+    if resized > max(max_pixels, ENCODER_SIDE * ENCODER_SIDE):
+        raise ImageTooLargeError(f"{what} is too large once resized for the encoder: {width}x{height} becomes "
+                                 f"{resized} pixels, over the limit of {max_pixels} pixels")
 
 
 def too_large_message(what: str, width: int | None, height: int | None, limit: int) -> str:
@@ -88,31 +127,65 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def load_image(
-    source: Any, item: str | None = None, *, what: str | None = None, max_pixels: int = MAX_IMAGE_PIXELS
+    source: Any,
+    item: str | None = None,
+    *,
+    what: str | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_aspect_ratio: int = MAX_ASPECT_RATIO,
 ) -> Image.Image:
-    """Open and fully decode ``source`` as RGB, refusing more than ``max_pixels`` before decoding.
+    """Open and fully decode ``source`` as RGB, refusing an image :func:`check_size` refuses before decoding.
+
+    Queries, builds and the server all decode through here, so one rule bounds the memory of each. A large
+    JPEG is decoded at a reduced scale (PIL ``draft``) that keeps its short side at least ``DRAFT_SIDE``.
 
     Args:
         source: a PIL image, a path, encoded bytes, or a 🤗 datasets ``{"bytes", "path"}`` dict.
         item: the item's id, used in the error message ("item 'x'").
         what: how errors name the image instead, e.g. "the query image".
         max_pixels: the pixel limit (default :data:`pipeline.core.limits.MAX_IMAGE_PIXELS`).
+        max_aspect_ratio: the most elongated shape, long side : short side.
 
     Returns:
         A loaded RGB image.
 
     Raises:
-        ImageTooLargeError: the header declares more than ``max_pixels`` pixels.
+        ImageTooLargeError: the header declares more than ``max_pixels`` pixels, decoded or resized.
+        ImageShapeError: the image is more elongated than ``max_aspect_ratio``.
         ImageLoadError: the file is missing, truncated or not an image.
     """
     with _named_errors(source, item, what, max_pixels):
-        img = _open_within(source, item, what, max_pixels)
+        img = _open_within(source, item, what, max_pixels, max_aspect_ratio)
+        if img is not source and img.format == "JPEG" and min(img.size) >= 2 * DRAFT_SIDE:
+            scale = DRAFT_SIDE / min(img.size)  # draft picks the smallest DCT scale at least this size
+            img.draft(None, (max(1, int(img.width * scale)), max(1, int(img.height * scale))))
         img.load()
         # Cameras store pixels as the sensor saw them and a rotation tag; an encoder must see the photo upright.
         return to_rgb(ImageOps.exif_transpose(img))
 
 
-def probe_image(source: Any, item: str | None = None, *, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+def measure_image(
+    source: Any, *, what: str, max_pixels: int = MAX_IMAGE_PIXELS, max_aspect_ratio: int = MAX_ASPECT_RATIO
+) -> int:
+    """The :func:`pixel_cost` of decoding ``source``, from its header alone, after :func:`check_size` passes.
+
+    For a server's budget of pixels in flight, drawn before the decode (see ``pipeline.serve.guards``).
+
+    Raises:
+        ImageTooLargeError, ImageShapeError, ImageLoadError: as :func:`load_image` would.
+    """
+    with _named_errors(source, None, what, max_pixels):
+        img = _open_within(source, None, what, max_pixels, max_aspect_ratio)
+        size = img.size
+        if img is not source:
+            img.close()
+        return pixel_cost(*size)
+
+
+def probe_image(
+    source: Any, item: str | None = None, *, max_pixels: int = MAX_IMAGE_PIXELS,
+    max_aspect_ratio: int = MAX_ASPECT_RATIO,
+) -> None:
     """Check ``source`` without decoding its pixels: it exists, its header parses, its size is within
     ``max_pixels``, and its file structure verifies (PNG chunk checksums, for one).
 
@@ -125,7 +198,7 @@ def probe_image(source: Any, item: str | None = None, *, max_pixels: int = MAX_I
     if isinstance(source, Image.Image):
         return
     with _named_errors(source, item, None, max_pixels):
-        img = _open_within(source, item, None, max_pixels)
+        img = _open_within(source, item, None, max_pixels, max_aspect_ratio)
         with img:
             img.verify()
 
@@ -136,14 +209,17 @@ def _label(source: Any, item: str | None, what: str | None) -> tuple[str, str]:
     return who, f" ({source})" if isinstance(source, (str, os.PathLike)) else ""
 
 
-def _open_within(source: Any, item: str | None, what: str | None, max_pixels: int) -> Image.Image:
-    """Open the header and refuse an image over the pixel limit before any pixel is decoded."""
+def _open_within(source: Any, item: str | None, what: str | None, max_pixels: int, max_aspect_ratio: int
+                 ) -> Image.Image:
+    """Open the header and refuse an image :func:`check_size` refuses, before any pixel is decoded."""
     img = _open(source)
-    if img.width * img.height > max_pixels:
+    try:
+        who, where = _label(source, item, what)
+        check_size(f"{who}{where}", img.width, img.height, max_pixels, max_aspect_ratio)
+    except ImageLoadError:
         if img is not source:  # we opened it: release the file now, not at garbage collection
             img.close()
-        who, where = _label(source, item, what)
-        raise ImageTooLargeError(too_large_message(f"{who}{where}", img.width, img.height, max_pixels))
+        raise
     return img
 
 

@@ -17,6 +17,7 @@ from pipeline.core.limits import Limits
 from pipeline.version import __version__
 
 from .errors import install_error_handlers
+from .guards import PixelBudget
 from .middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from .reloader import IndexReloader, warm_up
 from .routes import router
@@ -70,6 +71,7 @@ def create_app(retriever: Retriever, *, limits: Limits | None = None, reload_eve
         docs_url=None,  # served below from the swagger-ui-bundle package: the default loads from a CDN
     )
     app.state.reloader = reloader  # read by the routes' dependencies
+    app.state.pixels = PixelBudget(reloader.limits.max_inflight_pixels, reloader.limits.pixel_wait_ms / 1000)
     app.add_middleware(BodyLimitMiddleware, max_bytes=reloader.limits.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
     install_error_handlers(app)

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pipeline.data.images import ImageLoadError, ImageTooLargeError
+from pipeline.data.images import ImageLoadError, ImageShapeError, ImageTooLargeError
 from pipeline.query import QueryError
 
 if TYPE_CHECKING:
@@ -34,9 +34,9 @@ ERROR_NAMES = {
 class ApiError(Exception):
     """An error with an HTTP status, rendered as ``{"error": ..., "detail": ...}``."""
 
-    def __init__(self, status: int, detail: str):
+    def __init__(self, status: int, detail: str, *, headers: dict[str, str] | None = None):
         super().__init__(detail)
-        self.status, self.detail = status, detail
+        self.status, self.detail, self.headers = status, detail, headers
 
 
 def error_response(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -56,9 +56,12 @@ def describe(exc: ValidationError | RequestValidationError) -> str:
 
 
 def image_error(exc: ImageLoadError) -> ApiError:
-    """An image that cannot be used: too many pixels is 413 (as too many bytes), anything else 400."""
+    """An image that cannot be used: too many pixels is 413 (as too many bytes), a shape beyond the aspect
+    bound 422 (a valid image the server will not process), anything else 400."""
     if isinstance(exc, ImageTooLargeError):
         return ApiError(413, str(exc))
+    if isinstance(exc, ImageShapeError):
+        return ApiError(422, str(exc))
     return ApiError(400, f"cannot read the upload as an image: {exc}")
 
 
@@ -67,7 +70,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.detail)
+        return error_response(exc.status, exc.detail, headers=exc.headers)
 
     @app.exception_handler(QueryError)  # a query the index or the limits refuse: the client must change it
     async def _query_error(request: Request, exc: QueryError) -> JSONResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import replace
 from typing import Annotated, Any
@@ -17,11 +18,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from pipeline.core.limits import Limits
-from pipeline.data.images import ImageLoadError, load_image
+from pipeline.data.images import ImageLoadError, load_image, measure_image
 from pipeline.query import Query, QueryError
 from pipeline.retriever import Hit, Retriever
 
 from .errors import ApiError, describe, image_error
+from .guards import PixelBudget, check_json_depth
 from .public_info import counts, public_info
 from .reloader import IndexReloader
 from .schemas import SEARCH_BODY, SEARCH_ERRORS, ErrorOut, HitOut, ItemOut, QueryOut, SearchRequest, SearchResponse
@@ -34,6 +36,9 @@ THUMBNAIL_CACHE = "public, max-age=3600"
 GENERIC_TYPES = frozenset({"", "application/octet-stream"})
 # How an uploaded image is named in errors.
 QUERY_IMAGE = "the query image"
+# How a form writes k: digits only. Pydantic would also read "+5", " 5", "5.0" and "1_0", which the schema's
+# integer does not allow (Schemathesis sent them and got 200).
+FORM_INT = re.compile(r"[0-9]+")
 
 router = APIRouter()
 
@@ -53,9 +58,14 @@ def get_limits(request: Request) -> Limits:
     return request.app.state.reloader.limits
 
 
+def get_pixels(request: Request) -> PixelBudget:
+    return request.app.state.pixels
+
+
 ReloaderDep = Annotated[IndexReloader, Depends(get_reloader)]
 RetrieverDep = Annotated[Retriever, Depends(get_retriever)]
 LimitsDep = Annotated[Limits, Depends(get_limits)]
+PixelsDep = Annotated[PixelBudget, Depends(get_pixels)]
 
 
 # -- reading a search request -----------------------------------------------------------------------------
@@ -65,13 +75,15 @@ async def read_query(request: Request, limits: Limits) -> tuple[SearchRequest, b
     """The query fields and the uploaded image bytes, from a JSON or a form body.
 
     Raises:
-        ApiError: 400 bad JSON or empty upload, 413 upload over ``limits.max_upload_bytes``, 415 wrong
-            content type, 422 fields of the wrong type or shape.
+        ApiError: 400 bad JSON (or nested past ``limits.max_json_depth``) or empty upload, 413 upload over
+            ``limits.max_upload_bytes``, 415 wrong content type, 422 fields of the wrong type or shape.
     """
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/json" or ctype.endswith("+json"):
+        raw = await request.body()  # at most the body cap: BodyLimitMiddleware counted it in
+        check_json_depth(raw, limits.max_json_depth)
         try:
-            body = json.loads(await request.body())
+            body = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ApiError(400, f"request body is not valid JSON: {e}") from e
         if not isinstance(body, dict):
@@ -83,14 +95,15 @@ async def read_query(request: Request, limits: Limits) -> tuple[SearchRequest, b
         raise ApiError(
             415, f"unsupported content type {ctype or '(none)'!r}; send application/json or multipart/form-data"
         )
-    form = await request.form(max_files=1, max_fields=8)
+    # an image part without a filename is a field to Starlette, held in memory up to max_part_size
+    form = await request.form(max_files=1, max_fields=8, max_part_size=limits.max_upload_bytes + 1)
     try:
         payload: dict[str, Any] = {}
-        upload: UploadFile | None = None
+        upload: UploadFile | str | None = None
         for key, value in form.multi_items():
             if key == "image":
-                if not isinstance(value, UploadFile):
-                    raise ApiError(422, "image must be a file upload (multipart/form-data)")
+                if upload is not None:
+                    raise ApiError(422, "field 'image' is given more than once")
                 upload = value
             elif key in payload:
                 raise ApiError(422, f"field {key!r} is given more than once")
@@ -99,6 +112,13 @@ async def read_query(request: Request, limits: Limits) -> tuple[SearchRequest, b
         fields = _fields(payload, strings=True)
         if upload is None:
             return fields, None
+        if isinstance(upload, str):
+            data = _field_bytes(upload)
+            if len(data) > limits.max_upload_bytes:
+                raise ApiError(413, f"uploaded image exceeds the limit of {limits.max_upload_bytes} bytes")
+            if not data:
+                raise ApiError(400, "uploaded image is empty")
+            return fields, data
         declared = (upload.content_type or "").split(";")[0].strip().lower()
         if not declared.startswith("image/") and declared not in GENERIC_TYPES:
             raise ApiError(415, f"uploaded file has type {declared!r}; send an image (PNG, JPEG, WebP, ...)")
@@ -114,6 +134,9 @@ async def read_query(request: Request, limits: Limits) -> tuple[SearchRequest, b
 
 def _fields(payload: dict[str, Any], *, strings: bool) -> SearchRequest:
     """Typed fields; form values are all strings, so they are parsed as such (``"5"`` is a k there)."""
+    k = payload.get("k")
+    if strings and k is not None and not FORM_INT.fullmatch(k):
+        raise ApiError(422, f"k: must be written in digits, as an integer between 1 and the limit; got {_short(k)!r}")
     try:
         if strings:
             return SearchRequest.model_validate_strings(payload)
@@ -122,10 +145,36 @@ def _fields(payload: dict[str, Any], *, strings: bool) -> SearchRequest:
         raise ApiError(422, describe(e)) from e
 
 
-def decode_upload(data: bytes, limits: Limits) -> Image.Image:
-    """Decode an upload to RGB; its pixel count is checked from the header before any pixel is decoded."""
+def _field_bytes(value: str) -> bytes:
+    """The bytes of a multipart part sent without a filename (Schemathesis sends a binary field so, and the
+    schema allows it), which Starlette decoded as UTF-8 if it could, else as Latin-1.
+
+    Exact either way: text that encodes to Latin-1 bytes which are not UTF-8 can only have come from Latin-1.
+    """
     try:
-        return load_image(data, what=QUERY_IMAGE, max_pixels=limits.max_image_pixels)
+        raw = value.encode("latin-1")
+        raw.decode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return raw
+    return value.encode("utf-8")
+
+
+def decode_upload(data: bytes, limits: Limits) -> Image.Image:
+    """Decode an upload to RGB, checked by the one image rule from the header before any pixel is decoded."""
+    try:
+        return load_image(data, what=QUERY_IMAGE, max_pixels=limits.max_image_pixels,
+                          max_aspect_ratio=limits.max_aspect_ratio)
+    except ImageLoadError as e:
+        raise image_error(e) from e
+
+
+def measure_upload(data: bytes, limits: Limits) -> int:
+    """The pixels decoding the upload will hold (see :func:`pipeline.data.images.pixel_cost`), or its refusal."""
+    try:
+        return measure_image(data, what=QUERY_IMAGE, max_pixels=limits.max_image_pixels,
+                             max_aspect_ratio=limits.max_aspect_ratio)
     except ImageLoadError as e:
         raise image_error(e) from e
 
@@ -140,7 +189,7 @@ def decode_upload(data: bytes, limits: Limits) -> Image.Image:
     responses=SEARCH_ERRORS,
     summary="Search by text (JSON) or by image (multipart)",
 )
-async def search(request: Request, reloader: ReloaderDep) -> SearchResponse:
+async def search(request: Request, reloader: ReloaderDep, pixels: PixelsDep) -> SearchResponse:
     """Find the k nearest images or captions to a text or an uploaded image.
 
     JSON: ``{"text": "a red apple", "k": 10, "lang": "en", "target": "image", "result_lang": null}``.
@@ -153,8 +202,12 @@ async def search(request: Request, reloader: ReloaderDep) -> SearchResponse:
 
     def run() -> tuple[list[Hit], float]:
         t0 = time.perf_counter()
-        image = decode_upload(data, reloader.limits) if data is not None else None  # outside the encoder lock
-        hits = reloader.search(replace(query, image=image), retriever)
+        if data is None:
+            return reloader.search(query, retriever), (time.perf_counter() - t0) * 1000.0
+        # the decoded image and the encoder's resized copy are held until the search returns
+        with pixels.hold(measure_upload(data, reloader.limits)):
+            image = decode_upload(data, reloader.limits)  # outside the encoder lock
+            hits = reloader.search(replace(query, image=image), retriever)
         return hits, (time.perf_counter() - t0) * 1000.0
 
     try:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.core.limits import Limits
 from pipeline.core.spaces import MODALITIES
+from pipeline.query import INVISIBLE
 
 from .errors import ERROR_NAMES
 
@@ -81,6 +82,19 @@ class ErrorOut(BaseModel):
     detail: Any = Field(description="what went wrong, for a human")
 
 
+def _visible_pattern() -> str:
+    """A regex that matches one visible character: any outside :data:`pipeline.query.INVISIBLE`.
+
+    BMP code points are escaped (``\\uXXXX`` reads the same in ECMA and Python regexes, and keeps surrogates
+    out of the JSON); the few astral ranges are written as themselves.
+    """
+    def esc(o: int) -> str:
+        return f"\\u{o:04x}" if o <= 0xFFFF else chr(o)
+
+    return "[^" + "".join(esc(lo) if lo == hi else f"{esc(lo)}-{esc(hi)}" for lo, hi in INVISIBLE) + "]"
+
+
+VISIBLE = _visible_pattern()
 OPTIONAL = ("lang", "target", "result_lang")  # the fields of SearchRequest that JSON may send as null
 UNSET = {"type": "string", "maxLength": 0}  # an empty form field
 
@@ -113,8 +127,8 @@ def search_body(limits: Limits, languages: Sequence[str] = (), caption_languages
             props.update({k: UNSET for k in SearchRequest.model_fields if k not in props})
         return {"type": "object", "additionalProperties": False, "required": required, "properties": props}
 
-    # the server strips the text before its checks; \S: not only whitespace
-    text = {"text": {"type": "string", "minLength": 1, "maxLength": limits.max_text_chars, "pattern": r"\S"}}
+    # the length counts the text as sent; the pattern: at least one visible character (pipeline.query.check_text)
+    text = {"text": {"type": "string", "minLength": 1, "maxLength": limits.max_text_chars, "pattern": VISIBLE}}
     image = {"image": {"type": "string", "format": "binary", "description": "query image (PNG, JPEG, WebP, ...)"}}
     return {
         "required": True,
@@ -129,5 +143,6 @@ def search_body(limits: Limits, languages: Sequence[str] = (), caption_languages
 # The router's default, before an app knows its index; create_app states the index's own (see app.py).
 SEARCH_BODY: dict[str, Any] = {"requestBody": search_body(Limits())}
 SEARCH_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut, "description": name} for code, name in ERROR_NAMES.items() if code in (400, 413, 415, 422)
+    code: {"model": ErrorOut, "description": name}
+    for code, name in ERROR_NAMES.items() if code in (400, 413, 415, 422, 503)
 }

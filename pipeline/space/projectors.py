@@ -102,14 +102,18 @@ def make_projector(options: ProjectorConfig | None, blocks: Blocks | None = None
 
 
 def save_projectors(path: str | Path, projectors: Mapping[Any, Projector]) -> None:
-    """Write several projectors (keyed by space name, e.g. a ``SpaceKey``) into one safetensors file."""
-    from safetensors.numpy import save_file
+    """Write several projectors (keyed by space name, e.g. a ``SpaceKey``) into one safetensors file.
+
+    Serialised to bytes and written by ``open``, so the file's mode follows the umask like the index's other
+    files: safetensors' ``save_file`` creates it 0600, unreadable to the group that serves the index.
+    """
+    from safetensors.numpy import save
 
     tensors: dict[str, np.ndarray] = {}
     for name, p in projectors.items():
         tensors.update({k: np.ascontiguousarray(v, dtype=np.int64 if v.dtype.kind == "i" else np.float32)
                         for k, v in p.state(str(name)).items()})
-    save_file(tensors, str(path))
+    Path(path).write_bytes(save(tensors))
 
 
 def load_projectors(path: str | Path, names: Sequence[K], options: ProjectorConfig) -> dict[K, Projector]:

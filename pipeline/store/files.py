@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..core.io import current_umask
 from .layout import lock_file, swap_prefix
+
+logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -47,15 +52,34 @@ def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
 def index_lock(index_dir: str | Path) -> Iterator[None]:
     """Hold an exclusive lock on ``index_dir`` (a sibling lock file): one writer at a time, none lost.
 
-    Readers need no lock: they see the old directory or the new one, whole (see :func:`atomic_directory`).
+    The holder writes who it is into the lock file; a second writer logs that it waits and for whom (a
+    silent wait on a long build looked like a hang). Readers need no lock: they see the old directory or the
+    new one, whole (see :func:`atomic_directory`).
     """
     import fcntl
 
-    with open(lock_file(Path(index_dir).resolve()), "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    path = Path(index_dir).resolve()
+    lock = lock_file(path)
+    with open(lock, "a+") as fh:  # not "w": that would erase the holder's name before we could read it
         try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            logger.warning("%s is locked by %s (%s); waiting for it to finish", path, holder, lock)
+            t0 = time.monotonic()
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            logger.info("got the lock on %s after %.1f s", path, time.monotonic() - t0)
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            fh.flush()
             yield
         finally:
+            fh.seek(0)
+            fh.truncate()
+            fh.flush()
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 

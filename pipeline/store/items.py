@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core.io import map_file, read_parquet
 from .layout import SHARDS, THUMBNAILS
-from .shards import list_shards, read_shard
+from .shards import list_shards, read_meta
 
 
 @dataclass
@@ -116,7 +116,7 @@ def _map_thumbnails(index_dir: Path) -> list[tuple[int, Any, Path]]:
     for path in list_shards(index_dir / SHARDS):
         file = path / THUMBNAILS
         out.append((first, map_file(file) if file.is_file() else None, file))
-        first += read_shard(path, verify=False).counts["image"]
+        first += read_meta(path).counts["image"]
     return out
 
 

@@ -127,14 +127,7 @@ def read_shard(path: Path, *, source: str | None = None, anchors: str | None = N
     Raises:
         ShardError: the shard is missing, incomplete, damaged or stale; the message says which and why.
     """
-    meta_path = path / SHARD_META
-    if not meta_path.is_file():
-        raise ShardError(f"shard {path} is incomplete: {SHARD_META} is missing")
-    try:
-        meta = json.loads(meta_path.read_text())
-        shard = Shard(path, **meta)
-    except (ValueError, TypeError) as e:
-        raise ShardError(f"shard {path}: {SHARD_META} is damaged ({e})") from None
+    shard = read_meta(path)
     for name, rec in shard.files.items() if verify else ():
         f = path / name
         if not f.is_file():
@@ -145,6 +138,29 @@ def read_shard(path: Path, *, source: str | None = None, anchors: str | None = N
     for key, want in expected.items():
         if want is not None and getattr(shard, key) != want:
             raise ShardError(f"shard {path} is stale: its {key} is {getattr(shard, key)!r}, not {want!r}")
+    return shard
+
+
+def read_meta(path: Path) -> Shard:
+    """A shard's record from its ``shard.json``, its fields checked but not its files (see :func:`read_shard`).
+
+    Raises:
+        ShardError: ``shard.json`` is missing, not JSON, or lacks a field or has one of the wrong type
+            (``{}`` once gave ``KeyError: 'counts'``); the message names the file.
+    """
+    meta_path = path / SHARD_META
+    if not meta_path.is_file():
+        raise ShardError(f"shard {path} is incomplete: {SHARD_META} is missing")
+    try:
+        meta = json.loads(meta_path.read_text())
+        shard = Shard(path, **meta)
+        counts = shard.counts
+        if not (isinstance(counts, dict) and all(isinstance(counts.get(m), int) for m in MODALITIES)):
+            raise TypeError(f"counts must give an integer for each of {list(MODALITIES)}, got {counts!r}")
+        if not isinstance(shard.files, dict):
+            raise TypeError(f"files must be an object, got {shard.files!r}")
+    except (ValueError, TypeError) as e:
+        raise ShardError(f"{meta_path} is damaged ({e}); rebuild the index") from None
     return shard
 
 
