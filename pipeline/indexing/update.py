@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import logging
 import shutil
-import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from ..encoders import Encoder
 from ..store.files import index_lock, link_tree
 from ..store.layout import SHARDS, index_file, items_file
 from ..store.manifest import MANIFEST, Manifest
+from ..store.records import UpdateEvent, timestamp
 from ..store.shards import Shard, ShardPayload, open_shards, write_shard
 from .commit import blocks, publish, refill
 from .engines import Engine
@@ -96,8 +96,8 @@ def update_index(
                 else:
                     fill(index, blocks(added, m), desc=f"FAISS add ({m})")
             new = copy.deepcopy(current)
-            new.history.append({"op": "update", "added": len(new_ids), "removed": len(remove),
-                                "upserted": len(present), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            new.history.append(UpdateEvent(added=len(new_ids), removed=len(remove), upserted=len(present),
+                                           at=timestamp()))
             languages = [s.lang for s in manifest.spaces if s.lang]
             skip = {SHARDS, MANIFEST, *(index_file(m) for m in MODALITIES), *(items_file(m) for m in MODALITIES)}
             publish(index_dir, [*kept, *added], indexes, new, languages,
@@ -125,7 +125,7 @@ def add_data(
     """
     built = manifest.config
     differ = [k for k in ("text_encoder", "text_encoders", "image_encoder", "anchors", "projector", "index")
-              if k in built and cfg.to_dict()[k] != built[k]]
+              if built is not None and getattr(cfg, k) != getattr(built, k)]
     if differ:
         logger.warning("adding to %s: only the config's data section is used; its %s differ from the index's "
                        "and are ignored", index_dir, ", ".join(differ))
@@ -136,11 +136,10 @@ def add_data(
         raise ValueError(f"the new items' data.languages {unknown} are not languages of {index_dir}, which has "
                          f"anchor captions in {known} only")
     ds = load_data(cfg.data)
-    projection = Projection({s: encoder(s) for s in projectors}, projectors, languages, manifest.anchors["hash"],
-                            cfg.batch_size, built.get("index", {}).get("thumbnails", 0),
-                            cache_dir(cfg.data) / "embeddings")
+    projection = Projection({s: encoder(s) for s in projectors}, projectors, languages, manifest.anchors.hash,
+                            cfg.batch_size, built.index.thumbnails if built else 0, cache_dir(cfg.data) / "embeddings")
     return update_index(index_dir, manifest, add=ds, projection=projection, upsert=upsert,
-                        shard_size=built.get("shard_size", Config.shard_size), engine=engine)
+                        shard_size=built.shard_size if built else Config.shard_size, engine=engine)
 
 
 def _without(shard: Shard, remove: set[str], staging: Path) -> Shard | None:

@@ -167,6 +167,11 @@ def read_record(cls: type[T], data: Any, where: str, prefix: str = "") -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: {prefix.rstrip('.') or 'top level'} must be a mapping, got {data!r}")
     names = {f.metadata.get("key", f.name): f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    required = [f.metadata.get("key", f.name) for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ConfigError(f"{where}: {prefix + missing[0]!r} is missing")
     hints = typing.get_type_hints(cls)
     fields = {names.get(k, k): v for k, v in data.items()}
     for name, value in fields.items():  # a space key's text, as the fields from_dict checks and builds it from
