@@ -46,7 +46,7 @@ def make_large(src: Path, dst: Path, n: int) -> None:
     from pipeline.store.shards import ShardPayload, write_shard
 
     manifest = Manifest.read(src)
-    m = manifest.anchors["count"]
+    m = manifest.anchors.count
     rng = np.random.default_rng(0)
     ids = [f"x{i}" for i in range(n)]
     payload = ShardPayload(
@@ -55,7 +55,7 @@ def make_large(src: Path, dst: Path, n: int) -> None:
                "text": pa.table({"id": ids, "lang": ["en"] * n, "caption": ["synthetic"] * n})})
     stage = Path(tempfile.mkdtemp(prefix="relspace-large-"))
     try:
-        shard = write_shard(stage, 0, payload, rows=(0, n), source="synthetic", anchors=manifest.anchors["hash"])
+        shard = write_shard(stage, 0, payload, rows=(0, n), source="synthetic", anchors=manifest.anchors.hash)
         indexes, _ = build_indexes([shard], IndexConfig(), engine=make_engine())
         keep = {"projector.safetensors", "anchors.parquet", "config.yaml"}
         publish(dst, [shard], indexes, manifest, ["en"],

@@ -24,7 +24,7 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,11 +87,13 @@ def phase_build(b: ScaleBench, out: Path) -> dict:
     from pipeline.config import Config, IndexConfig
     from pipeline.core.hashing import hash_arrays
     from pipeline.core.spaces import IMAGE, SpaceKey
+    from pipeline.encoders import EncoderInfo
     from pipeline.indexing.commit import build_indexes, publish
     from pipeline.indexing.engines import make_engine
     from pipeline.space.projectors import save_projectors
     from pipeline.store.layout import shard_name
     from pipeline.store.manifest import Manifest
+    from pipeline.store.records import AnchorRecord, AutoChoice, Counts, FaissRecord, read_record
     from pipeline.store.shards import ShardError, ShardPayload, read_shard, write_shard
 
     world = World(b)
@@ -129,12 +131,13 @@ def phase_build(b: ScaleBench, out: Path) -> dict:
     indexes, records = build_indexes(shards, index_cfg, b.seed, engine=make_engine())
     t_index = time.perf_counter() - t0
     cfg = Config(index=index_cfg)
-    info = {"spec": "synthetic", "version": "1", "modality": "image", "dim": b.d_image}
-    manifest = Manifest(encoders={"image": info, "text": {**info, "modality": "text", "dim": b.d_text}},
-                        anchors={"hash": "synthetic", "count": b.anchors, "spaces": [str(k) for k in projectors]},
-                        projector=asdict(cfg.projector), faiss={"factory": "auto", "metric": "inner_product",
-                                                                "auto": records},
-                        counts={}, package_version="bench", config=cfg.to_dict())
+    info = EncoderInfo(spec="synthetic", version="1", modality="image", dim=b.d_image)
+    manifest = Manifest(encoders={IMAGE: info, SpaceKey("text"): replace(info, modality="text", dim=b.d_text)},
+                        anchors=AnchorRecord(hash="synthetic", count=b.anchors, spaces=list(projectors)),
+                        projector=cfg.projector,
+                        faiss=FaissRecord(factory="auto", auto={m: read_record(AutoChoice, r, "auto record")
+                                                                for m, r in records.items()}),
+                        counts=Counts(), package_version="bench", config=cfg)
     t0 = time.perf_counter()
     publish(out, shards, indexes, manifest, ["en"],
             lambda tmp: save_projectors(tmp / "projector.safetensors", projectors))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
+from .core.spaces import IMAGE, TEXT
 from .data import index_attribution
 from .store.manifest import Manifest
 
@@ -33,7 +34,7 @@ def run_demo(config: str | Path | Config | None = None, out: str | Path | None =
     cfg = load_config(config)
     out = Path(out) if out else Path("indexes") / cfg.name
     try:
-        current = Manifest.read(out).config == cfg.to_dict()
+        current = Manifest.read(out).config == cfg
     except (FileNotFoundError, ValueError):
         current = False
     if current and not rebuild:
@@ -42,8 +43,8 @@ def run_demo(config: str | Path | Config | None = None, out: str | Path | None =
     else:
         print(f"building the OpenMoji demo index in {out} (first run: about 3 minutes on 2 CPU cores)")
         r = Retriever.build(cfg, out, device=device)
-    print(f"\n{r.manifest.counts['items']} items, {r.manifest.anchors['count']} anchors, "
-          f"text {r.manifest.encoders['text']['spec']}, image {r.manifest.encoders['image']['spec']}")
+    print(f"\n{r.manifest.counts.items} items, {r.manifest.anchors.count} anchors, "
+          f"text {r.manifest.encoders[TEXT].spec}, image {r.manifest.encoders[IMAGE].spec}")
     for q in DEMO_QUERIES:
         print(f"\ntext -> image  {q!r}")
         print(format_hits(r.search(text=q, k=5)))

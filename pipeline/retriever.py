@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .ann.faiss_index import read_faiss, search_faiss
-from .config import Config, ProjectorConfig, from_dict, load_config
+from .config import Config, load_config
 from .core.io import read_parquet
 from .core.limits import Limits
 from .core.spaces import IMAGE, MODALITIES, SpaceKey
@@ -127,8 +127,7 @@ class Retriever:
                 manifest.check(modality, spec=ensemble_spec(spec, f"{modality}_encoder"))
         if anchors is not None:
             manifest.check_anchors(AnchorSet.load(anchors).hash)
-        options = from_dict(ProjectorConfig, manifest.projector, f"{index_dir}/manifest.json", "projector.")
-        projectors = load_projectors(index_dir / PROJECTORS, manifest.spaces, options)
+        projectors = load_projectors(index_dir / PROJECTORS, manifest.spaces, manifest.projector)
         manifest.check_dims(index_dir, {space: p.dim for space, p in projectors.items()})
         indexes = {m: read_faiss(index_dir / index_file(m)) for m in MODALITIES}
         items = {m: read_parquet(index_dir / items_file(m), f"{m} item table") for m in MODALITIES}
@@ -136,7 +135,7 @@ class Retriever:
                               {m: items[m].num_rows for m in MODALITIES})
         logger.info("loaded index %s (%s)", index_dir, ", ".join(f"{m}: {indexes[m].ntotal}" for m in MODALITIES))
         # Loaded encoders carry over only where the index still names them (a reanchor may have replaced one).
-        kept = {k: e for k, e in (encoders or {}).items() if manifest.encoders.get(str(k), {}).get("spec") == e.spec}
+        kept = {k: e for k, e in (encoders or {}).items() if (rec := manifest.encoders.get(k)) and rec.spec == e.spec}
         return cls(index_dir, manifest, projectors, indexes, items, encoders=kept, device=device, limits=limits)
 
     # -- queries --------------------------------------------------------------------------------------
@@ -149,7 +148,7 @@ class Retriever:
     @property
     def caption_languages(self) -> list[str]:
         """Languages of the stored captions, which ``result_lang`` may select."""
-        return list(self.manifest.counts.get("text_langs", {})) or self.languages  # the build's order
+        return list(self.manifest.counts.text_langs) or self.languages  # the build's order
 
     def encoder(self, modality: str, lang: str | None = None) -> Encoder:
         """The query encoder of ``modality`` (and text ``lang``), loaded on first use and checked."""
@@ -157,9 +156,8 @@ class Retriever:
         if key not in self._encoders:
             with self._load_lock:  # concurrent first queries (a server) must load a model once, not twice
                 if key not in self._encoders:
-                    rec = self.manifest.encoders[str(key)]
-                    enc = create_encoder(rec["spec"], modality, self.device)
-                    self.manifest.check(str(key), spec=enc.spec, dim=enc.dim)
+                    enc = create_encoder(self.manifest.encoders[key].spec, modality, self.device)
+                    self.manifest.check(key, spec=enc.spec, dim=enc.dim)
                     self._encoders[key] = enc
         return self._encoders[key]
 
@@ -311,7 +309,7 @@ class Retriever:
         return self.tables.thumbnail(item_id)
 
     def __repr__(self) -> str:
-        enc = {m: r["spec"] for m, r in self.manifest.encoders.items()}
+        enc = {str(m): r.spec for m, r in self.manifest.encoders.items()}
         counts = {m: self.indexes[m].ntotal for m in MODALITIES}
         return f"Retriever({str(self.index_dir)!r}, encoders={enc}, counts={counts})"
 

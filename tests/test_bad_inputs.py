@@ -58,7 +58,7 @@ def folder_config(root: Path, cache: Path):
 def test_folder_source_builds_and_searches(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "imgs")
     r = Retriever.build(folder_config(root, tmp_path / "cache"), tmp_path / "idx")
-    assert r.manifest.counts["image"] == 10
+    assert r.manifest.counts.image == 10
     hits = r.search(image=root / "red.png", k=10, target="image")
     assert hits[0].id == "c0" and hits[0].score == pytest.approx(1.0, abs=1e-4)
     assert {h.id for h in hits} == {f"c{i}" for i in range(10)}
@@ -136,7 +136,7 @@ def test_odd_modes_build(tmp_path: Path) -> None:
     make_folder(root, [{"id": n, "image": f, "caption": f"odd {n}"}
                        for n, f in (("cmyk", "cmyk.jpg"), ("pal", "pal.png"), ("deep", "deep.png"))])
     r = Retriever.build(folder_config(root, tmp_path / "cache"), tmp_path / "idx")
-    assert r.manifest.counts["image"] == 13
+    assert r.manifest.counts.image == 13
     assert r.search(image=root / "deep.png", k=1, target="image")[0].id == "deep"
 
 
@@ -239,7 +239,7 @@ DAMAGED = [
     ("manifest-counts", _manifest(lambda m: m["counts"].update(image=m["counts"]["image"] + 1)), ValueError,
      r"manifest\.json records \d+ image vectors, but image\.faiss holds \d+"),
     ("manifest-format-version", _manifest(lambda m: m.update(format_version=99)), IndexMismatchError,
-     r"manifest\.json: index format version 99 is not the supported 2"),
+     r"manifest\.json: index format 99 is newer than this relspace reads .*; upgrade relspace"),
 ]
 
 
@@ -343,7 +343,7 @@ def test_unreadable_images_skipped_and_listed(tmp_path: Path) -> None:
         (root / name).write_bytes(data)
     cfg = load_config(folder_config(root, tmp_path / "cache"), **{"data.on_error": "skip"})
     r = Retriever.build(cfg, tmp_path / "idx")
-    assert r.manifest.counts["image"] == 10 and r.manifest.counts["skipped"] == len(UNREADABLE)
+    assert r.manifest.counts.image == 10 and r.manifest.counts.skipped == len(UNREADABLE)
     skipped = pq.read_table(tmp_path / "idx" / "skipped.parquet").to_pylist()
     assert [s["id"] for s in skipped] == [row["id"] for row in rows]
     for s, (name, _, reason) in zip(skipped, UNREADABLE):

@@ -135,7 +135,7 @@ def test_scale_phases_build_an_auto_index_under_a_tiny_budget_and_serve_it(tmp_p
     assert chosen["key"] != "Flat" and chosen["peak_bytes"] <= 8 * 2**20  # 40,000 x 64 floats is 9.8 MiB
     assert any(c["key"] == "Flat" and "memory" in c.get("reason", "") for c in chosen["candidates"])
     r = Retriever.load(tmp_path / "index")
-    assert r.manifest.faiss["auto"]["image"]["key"] == chosen["key"] and r.indexes["image"].ntotal == b.n
+    assert r.manifest.faiss.auto["image"].key == chosen["key"] and r.indexes["image"].ntotal == b.n
     served = phase_serve(b, tmp_path / "index")
     assert 0 < served["p50_ms"] <= served["p99_ms"]
 

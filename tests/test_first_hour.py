@@ -212,7 +212,7 @@ def test_bad_rows_are_found_before_any_model_loads_and_skipped(tmp_path: Path, c
     cfg = load_config(folder_config(folder, tmp_path))
     assert cfg.data.on_error == "skip"
     r = Retriever.build(cfg, tmp_path / "idx")
-    assert r.manifest.counts["items"] == 10 and r.manifest.counts["skipped"] == 2
+    assert r.manifest.counts.items == 10 and r.manifest.counts.skipped == 2
     skipped = pq.read_table(tmp_path / "idx" / "skipped.parquet").to_pylist()
     assert [row["id"] for row in skipped] == ["item003", "item007"]
     assert "image file not found" in skipped[0]["reason"] and "cannot decode image" in skipped[1]["reason"]

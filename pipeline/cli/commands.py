@@ -9,6 +9,7 @@ from typing import Any
 
 from ..config import load_config
 from ..store.layout import SKIPPED
+from ..store.records import UpdateEvent
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +25,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     r = Retriever.build(args.config, args.out, device=args.device, resume=args.resume, engine=_engine(args))
     counts = r.manifest.counts
-    skipped = f"; {counts['skipped']} bad rows skipped (listed in {r.index_dir / SKIPPED})" if counts["skipped"] else ""
-    print(f"built {r.index_dir}: {counts['image']} images, {counts['text']} captions, "
-          f"{r.manifest.anchors['count']} anchors{skipped}")
+    skipped = f"; {counts.skipped} bad rows skipped (listed in {r.index_dir / SKIPPED})" if counts.skipped else ""
+    print(f"built {r.index_dir}: {counts.image} images, {counts.text} captions, "
+          f"{r.manifest.anchors.count} anchors{skipped}")
     return 0
 
 
@@ -34,10 +35,12 @@ def cmd_add(args: argparse.Namespace) -> int:
     from ..retriever import Retriever
 
     r = Retriever.load(args.index_dir, device=args.device)
-    before = r.manifest.counts["items"]
+    before = r.manifest.counts.items
     r.add(args.config, upsert=args.upsert, engine=_engine(args))
-    print(f"added to {r.index_dir}: {r.manifest.history[-1]['added']} items ({r.manifest.history[-1]['upserted']} "
-          f"replaced); now {r.manifest.counts['items']} items (was {before}), {r.manifest.counts['text']} captions")
+    event = r.manifest.history[-1]
+    assert isinstance(event, UpdateEvent), "an add publishes an update entry"
+    print(f"added to {r.index_dir}: {event.added} items ({event.upserted} replaced); now {r.manifest.counts.items} "
+          f"items (was {before}), {r.manifest.counts.text} captions")
     return 0
 
 
@@ -63,8 +66,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
     from ..retriever import Retriever
 
     r = Retriever.load(args.index_dir, device=args.device).remove(args.ids)
-    print(f"removed {len(set(args.ids))} items from {r.index_dir}; now {r.manifest.counts['items']} items, "
-          f"{r.manifest.counts['text']} captions")
+    print(f"removed {len(set(args.ids))} items from {r.index_dir}; now {r.manifest.counts.items} items, "
+          f"{r.manifest.counts.text} captions")
     return 0
 
 
@@ -134,8 +137,8 @@ def cmd_reanchor(args: argparse.Namespace) -> int:
         # The first swap writes the destination; a second one rewrites that new index in place.
         r = r.swap_encoder(modality, spec, lang=args.lang if modality == "text" else None,
                            out=args.out if i == 0 else None, in_place=args.in_place or i > 0)
-        print(f"re-anchored {modality} of {r.index_dir}: now queried with {spec} ({r.manifest.anchors['count']} "
-              f"anchors re-embedded; {r.manifest.counts[modality]} stored vectors unchanged)")
+        print(f"re-anchored {modality} of {r.index_dir}: now queried with {spec} ({r.manifest.anchors.count} "
+              f"anchors re-embedded; {r.manifest.counts.vectors(modality)} stored vectors unchanged)")
     return 0
 
 

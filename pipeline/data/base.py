@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..config import DataConfig
+from ..config import Config, DataConfig
 from ..core.registry import Registry
 from .checks import BadRow, scan_rows
 
@@ -82,9 +82,9 @@ def source_attribution(name: str | None) -> Attribution | None:
     return entry.attribution() if entry.attribution is not None else None
 
 
-def index_attribution(config: dict[str, Any]) -> Attribution | None:
-    """The notice of the source an index was built from, named by its recorded config (``Config.to_dict()``)."""
-    return source_attribution((config.get("data") or {}).get("source"))
+def index_attribution(config: Config | None) -> Attribution | None:
+    """The notice of the source an index was built from, named by its recorded config (None: none recorded)."""
+    return source_attribution(config.data.source if config is not None else None)
 
 
 def cache_dir(cfg: DataConfig) -> Path:

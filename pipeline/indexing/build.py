@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -26,6 +27,7 @@ from ..space.fit import check_options, embed_anchors, fit_projectors
 from ..space.projectors import Projector, load_projectors, save_projectors
 from ..store.layout import ANCHORS, BUILD_STATE, CONFIG, PROJECTORS, SHARDS, SKIPPED, partial_dir
 from ..store.manifest import Manifest
+from ..store.records import AnchorRecord, AutoChoice, Counts, FaissRecord, read_record
 from ..version import __version__
 from .commit import build_indexes, publish
 from .engines import Engine
@@ -107,19 +109,20 @@ def build_index(
         shards = engine.write_shards(ds, work / SHARDS, projection, shard_size=cfg.shard_size)
     with timed("building FAISS"):
         indexes, chosen = build_indexes(shards, cfg.index, cfg.anchors.seed, engine=engine)
-    infos = {str(key): e.info.to_dict() for key, e in encoders.items()}
+    infos = {key: e.info for key, e in encoders.items()}
     manifest = Manifest(
         encoders=infos,
-        stored_by=infos,
-        anchors={"hash": anchors.hash, "count": len(anchors), "strategy": cfg.anchors.strategy,
-                 "spaces": [str(key) for key in projectors], "caption_pooling": cfg.anchors.caption_pooling,
-                 "per_language": {s.lang: p.present for s, p in projectors.items() if s.lang}},
-        projector=dict(vars(cfg.projector)),
-        faiss={"factory": cfg.index.factory, "metric": "inner_product", "normalized": True,
-               **({"auto": chosen} if chosen else {})},
-        counts={"skipped": len(skipped)},
+        stored_by=dict(infos),
+        anchors=AnchorRecord(hash=anchors.hash, count=len(anchors), strategy=cfg.anchors.strategy,
+                             spaces=list(projectors), caption_pooling=cfg.anchors.caption_pooling,
+                             per_language={s.lang: p.present for s, p in projectors.items() if s.lang}),
+        projector=copy.deepcopy(cfg.projector),
+        faiss=FaissRecord(factory=cfg.index.factory,
+                          auto={m: read_record(AutoChoice, rec, "the auto index choice", f"{m}.")
+                                for m, rec in chosen.items()}),
+        counts=Counts(skipped=len(skipped)),
         package_version=__version__,
-        config=cfg.to_dict(),
+        config=copy.deepcopy(cfg),
     )
 
     def write_extra(tmp: Path) -> None:

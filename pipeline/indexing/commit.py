@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +89,14 @@ def publish(
         tables = {m: _merge_items(shards, m, tmp / items_file(m)) for m in MODALITIES}
         langs = pc.value_counts(tables["text"].column("lang")).to_pylist() if tables["text"].num_rows else []
         per_lang = {d["values"]: d["counts"] for d in langs}
-        manifest.counts.update({
-            "items": tables["image"].num_rows,
-            **{m: int(indexes[m].ntotal) for m in MODALITIES},
-            "text_langs": {lang: per_lang.get(lang, 0) for lang in languages},
-            "shards": len(shards),
-        })
+        manifest.counts = replace(
+            manifest.counts,
+            items=tables["image"].num_rows,
+            text=int(indexes["text"].ntotal),
+            image=int(indexes["image"].ntotal),
+            text_langs={lang: per_lang.get(lang, 0) for lang in languages},
+            shards=len(shards),
+        )
         for m in MODALITIES:
             if tables[m].num_rows != indexes[m].ntotal:
                 raise RuntimeError(f"{m}: {indexes[m].ntotal} vectors but {tables[m].num_rows} item rows")

@@ -21,6 +21,7 @@ from ..space.projectors import Projector, save_projectors
 from ..store.files import atomic_directory, index_lock, link_tree
 from ..store.layout import ANCHORS, MANIFEST, PROJECTORS
 from ..store.manifest import Manifest
+from ..store.records import ReanchorEvent, timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def reanchor(
     spaces = [s for s in projectors if s == key or (key.lang is None and s.modality == modality
                                                      and manifest.encoder_key(s) == key)]
     options = next(iter(projectors.values())).options
-    pooling = manifest.anchors.get("caption_pooling", "mean")
+    pooling = manifest.anchors.caption_pooling
     # The anchor weights the build measured are reused, never measured again on the new encoder's anchors: they
     # shape the coders of the spaces kept as they are too, so new weights would silently invalidate their vectors.
     weights = stored_weights(projectors)
@@ -91,10 +92,10 @@ def reanchor(
                            total=len(anchors), weights=weights)
     new_projectors = {**projectors, **refit}
     new_manifest = copy.deepcopy(manifest)
-    old = new_manifest.encoders[str(manifest.encoder_key(key))]
-    new_manifest.encoders[str(key)] = encoder.info.to_dict()
-    new_manifest.history.append({"op": "reanchor", "modality": str(key), "from": old["spec"], "to": encoder.spec,
-                                 "anchors": len(anchors)})
+    old = new_manifest.encoders[manifest.encoder_key(key)]
+    new_manifest.encoders[key] = encoder.info
+    new_manifest.history.append(ReanchorEvent(space=key, from_spec=old.spec, to_spec=encoder.spec,
+                                              anchors=len(anchors), at=timestamp()))
     # Under the writers' lock, and only over the version it was derived from: an add or remove published since
     # the caller loaded ``manifest`` would otherwise be copied in under this manifest's old counts.
     with index_lock(index_dir):
@@ -106,6 +107,6 @@ def reanchor(
             save_projectors(tmp / PROJECTORS, new_projectors)
             new_manifest.succeed(out)
             (tmp / MANIFEST).write_text(new_manifest.to_json())
-    logger.info("re-anchored %s: %s -> %s on %d anchors, written to %s", key, old["spec"], encoder.spec,
+    logger.info("re-anchored %s: %s -> %s on %d anchors, written to %s", key, old.spec, encoder.spec,
                 len(anchors), out)
     return new_manifest, new_projectors, encoder

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import logging
 import shutil
-import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..ann.faiss_index import read_faiss
-from ..config import Config, from_dict
+from ..config import Config
 from ..core.io import read_parquet
 from ..core.spaces import MODALITIES, SpaceKey
 from ..data import load_data
@@ -27,6 +26,7 @@ from ..encoders import Encoder
 from ..store.files import index_lock, link_tree
 from ..store.layout import MANIFEST, SHARDS, index_file, items_file, staging_dir
 from ..store.manifest import Manifest
+from ..store.records import UpdateEvent, timestamp
 from ..store.shards import Shard, ShardPayload, open_shards, write_shard
 from .commit import blocks, publish, refill
 from .engines import Engine
@@ -95,8 +95,8 @@ def update_index(
                 else:
                     engine.add(index, blocks(added, m), desc=f"FAISS add ({m})")
             new = copy.deepcopy(current)
-            new.history.append({"op": "update", "added": len(new_ids), "removed": len(remove),
-                                "upserted": len(present), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            new.history.append(UpdateEvent(added=len(new_ids), removed=len(remove), upserted=len(present),
+                                           at=timestamp()))
             languages = [s.lang for s in manifest.spaces if s.lang]
             skip = {SHARDS, MANIFEST, *(index_file(m) for m in MODALITIES), *(items_file(m) for m in MODALITIES)}
             publish(index_dir, [*kept, *added], indexes, new, languages,
@@ -124,7 +124,7 @@ def add_data(
     """
     built = manifest.config
     differ = [k for k in ("text_encoder", "text_encoders", "image_encoder", "anchors", "projector", "index")
-              if k in built and cfg.to_dict()[k] != built[k]]
+              if built is not None and getattr(cfg, k) != getattr(built, k)]
     if differ:
         logger.warning("adding to %s: only the config's data section is used; its %s differ from the index's "
                        "and are ignored", index_dir, ", ".join(differ))
@@ -136,8 +136,8 @@ def add_data(
                          f"anchor captions in {known} only")
     ds = load_data(cfg.data)
     # The index's own projectors, never refitted: an added item gets the vectors a build would have given it.
-    layout = from_dict(Config, built, f"{index_dir}/manifest.json", "config.")
-    projection = Projection.of(cfg, {s: encoder(s) for s in projectors}, projectors, manifest.anchors["hash"],
+    layout = built if built is not None else Config()  # an index that recorded no config was built by defaults
+    projection = Projection.of(cfg, {s: encoder(s) for s in projectors}, projectors, manifest.anchors.hash,
                                built=layout)
     return update_index(index_dir, manifest, add=ds, projection=projection, upsert=upsert,
                         shard_size=layout.shard_size, engine=engine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
@@ -60,10 +61,10 @@ def public_info(retriever: Retriever, limits: Limits) -> dict[str, Any]:
         "version": __version__,
         "generation": m.generation,  # the index version being served; it grows with every add, remove, reanchor
         "manifest": {
-            "encoders": {key: {"spec": public_spec(rec["spec"]), "dim": rec["dim"]} for key, rec in m.encoders.items()},
-            "anchors": {"count": m.anchors.get("count")},
-            "projector": dict(m.projector),
-            "faiss": {"factory": m.faiss.get("factory"), "metric": m.faiss.get("metric")},
+            "encoders": {str(key): {"spec": public_spec(rec.spec), "dim": rec.dim} for key, rec in m.encoders.items()},
+            "anchors": {"count": m.anchors.count},
+            "projector": dataclasses.asdict(m.projector),
+            "faiss": {"factory": m.faiss.factory, "metric": m.faiss.metric},
             "package_version": m.package_version,
         },
         "languages": retriever.languages,

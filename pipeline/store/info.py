@@ -8,6 +8,7 @@ from typing import Any
 from ..core.spaces import MODALITIES
 from .layout import index_file
 from .manifest import Manifest
+from .records import to_plain
 
 CANDIDATE_COLUMNS = ("name", "key", "params", "bytes", "p50_ms", "p99_ms", "recall_at_10", "reason")
 
@@ -25,13 +26,14 @@ def index_info(index_dir: str | Path) -> dict[str, Any]:
     return {
         "index_dir": str(index_dir),
         "package_version": m.package_version,
-        "encoders": {key: {"spec": e.get("spec"), "dim": e.get("dim")} for key, e in m.encoders.items()},
-        "anchors": {k: m.anchors.get(k) for k in ("count", "hash", "strategy", "spaces")},
-        "projector": m.projector,
-        "counts": m.counts,
-        "faiss": {k: v for k, v in m.faiss.items() if k != "auto"},
+        "encoders": {str(key): {"spec": e.spec, "dim": e.dim} for key, e in m.encoders.items()},
+        "anchors": {"count": m.anchors.count, "hash": m.anchors.hash, "strategy": m.anchors.strategy,
+                    "spaces": to_plain(m.anchors.spaces)},
+        "projector": to_plain(m.projector),
+        "counts": to_plain(m.counts),
+        "faiss": {k: v for k, v in to_plain(m.faiss).items() if k != "auto"},
         "faiss_file_bytes": files,
-        "auto": m.faiss.get("auto") or {},
+        "auto": to_plain(m.faiss.auto),
     }
 
 

@@ -13,9 +13,12 @@ from pipeline.ann.auto import BudgetError, IndexBudget, choose_index, exact_knn,
 from pipeline.ann.candidates import CANDIDATES, nlist, ordered, pq_m
 from pipeline.ann.faiss_index import build_faiss, search_params, write_faiss
 from pipeline.cli import main
-from pipeline.config import ConfigError, IndexConfig, load_config
+from pipeline.config import ConfigError, IndexConfig, ProjectorConfig, load_config
+from pipeline.core.spaces import IMAGE, TEXT, SpaceKey
+from pipeline.encoders import EncoderInfo
 from pipeline.store.layout import MANIFEST
 from pipeline.store.manifest import Manifest
+from pipeline.store.records import AnchorRecord, AutoChoice, Counts, FaissRecord, read_record
 
 N, M, CLUSTERS = 20_000, 64, 200
 RNG = np.random.default_rng(0)
@@ -108,18 +111,19 @@ def _index_dir(path: Path, auto: dict | None) -> Path:
     path.mkdir()
     for modality, n in (("image", 300), ("text", 600)):
         write_faiss(build_faiss(XB[:n], "Flat"), path / f"{modality}.faiss")
-    faiss_rec = {"factory": "auto" if auto else "Flat", "metric": "inner_product", **({"auto": auto} if auto else {})}
+    faiss_rec = FaissRecord("auto" if auto else "Flat",
+                            auto={m: read_record(AutoChoice, rec, "test") for m, rec in (auto or {}).items()})
     manifest = Manifest(
-        encoders={"image": {"spec": "efficientnet-lite0", "dim": 1280}, "text": {"spec": "minilm", "dim": 384}},
-        anchors={"hash": "ab" * 32, "count": 80, "strategy": "random", "spaces": ["image", "text:en"]},
-        projector={"center": True}, faiss=faiss_rec, counts={"items": 300, "image": 300, "text": 600},
+        encoders={IMAGE: EncoderInfo("efficientnet-lite0", "image", 1280, "x"), TEXT: EncoderInfo("minilm", "text", 384, "x")},
+        anchors=AnchorRecord("ab" * 32, 80, [IMAGE, SpaceKey.text("en")], strategy="random"),
+        projector=ProjectorConfig(), faiss=faiss_rec, counts=Counts(items=300, image=300, text=600),
         package_version="0.test")
     (path / MANIFEST).write_text(manifest.to_json())
     return path
 
 
 def test_info_prints_the_auto_choice(tmp_path: Path, capsys, compressed) -> None:
-    """The build records one choice per modality under manifest.faiss["auto"]; ``relspace info`` shows them."""
+    """The build records one choice per modality under manifest.faiss.auto; ``relspace info`` shows them."""
     rec = compressed[1]
     out = _index_dir(tmp_path / "idx", {"image": rec, "text": rec})
     assert main(["info", str(out)]) == 0

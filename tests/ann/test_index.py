@@ -17,9 +17,13 @@ from pipeline.ann.faiss_index import (
     search_params,
     write_faiss,
 )
+from pipeline.config import ProjectorConfig
+from pipeline.core.spaces import TEXT, SpaceKey
+from pipeline.encoders import EncoderInfo
 from pipeline.space.relative import l2_normalize
 from pipeline.store.files import atomic_directory
 from pipeline.store.manifest import IndexMismatchError, Manifest
+from pipeline.store.records import AnchorRecord, Counts, FaissRecord
 
 RNG = np.random.default_rng(1)
 XB = l2_normalize(RNG.standard_normal((500, 32)))
@@ -57,11 +61,11 @@ def test_bad_factory_is_named() -> None:
 
 def _manifest() -> Manifest:
     return Manifest(
-        encoders={"text": {"spec": "minilm", "dim": 384, "modality": "text", "version": "x"}},
-        anchors={"hash": "a" * 64, "count": 10, "spaces": ["text:en"]},
-        projector={},
-        faiss={"factory": "Flat"},
-        counts={},
+        encoders={TEXT: EncoderInfo(spec="minilm", modality="text", dim=384, version="x")},
+        anchors=AnchorRecord(hash="a" * 64, count=10, spaces=[SpaceKey.text("en")]),
+        projector=ProjectorConfig(),
+        faiss=FaissRecord(factory="Flat"),
+        counts=Counts(),
         package_version="0",
     )
 
@@ -80,8 +84,8 @@ def test_manifest_check_explains_mismatch() -> None:
 def test_manifest_round_trip_and_format_version(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(_manifest().to_json())
     assert Manifest.read(tmp_path) == _manifest()
-    (tmp_path / "manifest.json").write_text(_manifest().to_json().replace('"format_version": 2', '"format_version": 99'))
-    with pytest.raises(IndexMismatchError, match="format version 99"):
+    (tmp_path / "manifest.json").write_text(_manifest().to_json().replace('"format_version": 3', '"format_version": 99'))
+    with pytest.raises(IndexMismatchError, match="index format 99 is newer"):
         Manifest.read(tmp_path)
 
 

@@ -122,7 +122,7 @@ def test_every_caption_is_a_text_row(hf_index: Path) -> None:
     r = Retriever.load(hf_index)
     n_en = sum(len(rec["sentences"]) for rec in records())
     n_es = sum(rec["es"] is not None for rec in records())
-    assert r.manifest.counts["text_langs"] == {"en": n_en, "es": n_es}
+    assert r.manifest.counts.text_langs == {"en": n_en, "es": n_es}
     assert r.indexes["text"].ntotal == n_en + n_es == r.items["text"].num_rows
     rows = r.items["text"].to_pylist()
     assert [x["caption"] for x in rows if x["id"] == "u02" and x["lang"] == "en"] == [
@@ -208,7 +208,7 @@ def test_readme_export_and_hf_example_config(tmp_path: Path, cache_dir: Path, mo
     config = Path(__file__).resolve().parents[2] / "configs" / "hf-example.yaml"
     cfg = load_config(config, **{"data.limit": 120, "anchors.count": 40, "index.thumbnails": 0})
     r = Retriever.build(cfg, tmp_path / "idx")
-    assert r.languages == ["en", "es", "ja"] and r.manifest.counts["items"] == 120
+    assert r.languages == ["en", "es", "ja"] and r.manifest.counts.items == 120
     assert r.search(text="una cara sonriente", lang="es", k=3)
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from pipeline import Retriever
 from pipeline.config import ConfigError, ProjectorConfig, load_config
+from pipeline.core.spaces import SpaceKey
 from pipeline.core.specs import Member, ensemble_spec, format_members, parse_members
 from pipeline.space.projectors import EnsembleProjector, load_projectors, make_projector, save_projectors
 from pipeline.space.relative import RelativeProjector, l2_normalize
@@ -152,8 +153,8 @@ def test_an_ensemble_index_builds_and_searches(small_config, tmp_path: Path) -> 
                                        "data.languages": ["en"]})
     r = Retriever.build(cfg, tmp_path / "ens")
     m = r.manifest
-    assert m.encoders["image"]["spec"] == "efficientnet-lite0 + efficientnet-lite2"
-    assert m.encoders["image"]["dim"] == 1280 + 1280 and m.encoders["text"]["spec"] == TEXT
+    assert m.encoders[SpaceKey("image")].spec == "efficientnet-lite0 + efficientnet-lite2"
+    assert m.encoders[SpaceKey("image")].dim == 1280 + 1280 and m.encoders[SpaceKey("text")].spec == TEXT
     loaded = Retriever.load(tmp_path / "ens")
     from pipeline.data import load_data
 

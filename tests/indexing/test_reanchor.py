@@ -10,6 +10,7 @@ import pytest
 
 from pipeline import Retriever
 from pipeline.cli import main
+from pipeline.core.spaces import TEXT, SpaceKey
 from pipeline.store.manifest import IndexMismatchError
 
 from ..conftest import tree_bytes
@@ -29,7 +30,9 @@ def test_swap_text_encoder_keeps_stored_vectors(index_copy: Path) -> None:
     r.swap_encoder("text", "minilm-l3", in_place=True)
     m = json.loads((index_copy / "manifest.json").read_text())
     assert m["encoders"]["text"]["spec"] == "minilm-l3" and m["stored_by"]["text"]["spec"] == "minilm"
-    assert m["history"][-1] == {"op": "reanchor", "modality": "text", "from": "minilm", "to": "minilm-l3", "anchors": 80}
+    entry = m["history"][-1]
+    assert entry.pop("generation") == m["generation"] and entry.pop("at")  # the publish it made, and when
+    assert entry == {"op": "reanchor", "modality": "text", "from": "minilm", "to": "minilm-l3", "anchors": 80}
     # the FAISS files were linked, not rewritten: re-anchoring never touches the corpus vectors
     assert (index_copy / "image.faiss").stat().st_ino == image_inode
     again = Retriever.load(index_copy)
@@ -82,9 +85,9 @@ def test_per_language_text_encoder(small_config, tmp_path: Path) -> None:
     assert hit.caption == row["caption"]
     # re-anchoring the shared encoder leaves the Spanish one alone, and vice versa
     r.swap_encoder("text", "minilm-l3", in_place=True)
-    assert r.manifest.encoders["text"]["spec"] == "minilm-l3" and r.manifest.encoders["text:es"]["spec"] == "minilm-l3"
+    assert r.manifest.encoders[TEXT].spec == "minilm-l3" and r.manifest.encoders[SpaceKey.text("es")].spec == "minilm-l3"
     r.swap_encoder("text", "minilm", lang="es", in_place=True)
-    assert r.manifest.encoders["text:es"]["spec"] == "minilm" and r.manifest.encoders["text"]["spec"] == "minilm-l3"
+    assert r.manifest.encoders[SpaceKey.text("es")].spec == "minilm" and r.manifest.encoders[TEXT].spec == "minilm-l3"
     with pytest.raises(ValueError, match="lang='fr'"):
         r.swap_encoder("text", "minilm", lang="fr", in_place=True)
 
@@ -99,7 +102,7 @@ def test_swap_to_a_new_directory_leaves_the_original_usable(index_copy: Path, tm
     assert swapped.encoder("text").spec == "minilm-l3" and swapped.index_dir == tmp_path / "swapped"
     assert tree_bytes(index_copy) == files
     assert Retriever.load(index_copy, text_encoder="minilm").search(text="a dog", k=3)
-    assert r.manifest.encoders["text"]["spec"] == "minilm"  # the original Retriever is unchanged too
+    assert r.manifest.encoders[TEXT].spec == "minilm"  # the original Retriever is unchanged too
 
 
 def test_reanchor_cli_needs_a_destination(index_copy: Path, tmp_path: Path, capsys) -> None:

@@ -28,8 +28,8 @@ def updated(small_config, folders, tmp_path_factory) -> tuple[Retriever, Retriev
 
 def test_add_equals_a_fresh_build_of_the_union(updated, folders) -> None:
     r, fresh = updated
-    assert r.manifest.counts["items"] == fresh.manifest.counts["items"] == SMALL_ITEMS
-    assert r.manifest.counts["text"] == fresh.manifest.counts["text"]
+    assert r.manifest.counts.items == fresh.manifest.counts.items == SMALL_ITEMS
+    assert r.manifest.counts.text == fresh.manifest.counts.text
     for m in ("image", "text"):
         mine, theirs = stored_vectors(r, m), stored_vectors(fresh, m)
         assert mine.keys() == theirs.keys()
@@ -39,7 +39,7 @@ def test_add_equals_a_fresh_build_of_the_union(updated, folders) -> None:
     texts = [row["caption"] for row in pick]
     images = [(folders["ab"].parent / row["image"]).read_bytes() for row in pick]
     assert top10(r, texts, images) == top10(fresh, texts, images)
-    assert r.manifest.history[-1]["added"] == SMALL_ITEMS - N_A
+    assert r.manifest.history[-1].added == SMALL_ITEMS - N_A
     added = rows[-1]["id"]
     assert r.item(added) is not None and r.thumbnail(added) is not None
 
@@ -55,7 +55,7 @@ def test_adding_an_existing_id_is_refused_unless_upsert(updated, small_config, f
         mine.add(folder_config(small_config, folders["b"]))
     assert {p.name: p.stat().st_mtime_ns for p in copy.iterdir()} == before  # nothing written
     mine.add(folder_config(small_config, folders["b"]), upsert=True)
-    assert mine.manifest.counts["items"] == SMALL_ITEMS and mine.manifest.history[-1]["upserted"] == SMALL_ITEMS - N_A
+    assert mine.manifest.counts.items == SMALL_ITEMS and mine.manifest.history[-1].upserted == SMALL_ITEMS - N_A
     assert top10(mine, ["a dog"], []) == top10(r, ["a dog"], [])
 
 
@@ -69,7 +69,7 @@ def test_remove_hides_items_in_every_space(updated, folders, tmp_path) -> None:
     ids = {row["id"] for row in gone}
     assert main(["remove", str(copy), "--ids", *ids]) == 0
     mine = Retriever.load(copy)
-    assert mine.manifest.counts["items"] == SMALL_ITEMS - 2
+    assert mine.manifest.counts.items == SMALL_ITEMS - 2
     for row in gone:  # its own caption and its own image cannot find it, in any space or language
         image = (folders["ab"].parent / row["image"]).read_bytes()
         queries = [mine.embed(text=row["caption"]), mine.embed(text=row["caption_es"], lang="es"),

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -17,6 +18,8 @@ import pytest
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from pipeline.config import DataConfig  # noqa: E402
+from pipeline.core.spaces import IMAGE, TEXT  # noqa: E402
 from pipeline.serve import Limits, create_app  # noqa: E402
 
 from ..bomb import png_header  # noqa: E402
@@ -554,10 +557,10 @@ def _with_manifest(retriever, **changes: Any):
 
 def test_info_hides_local_paths(small_retriever):
     encoders = {
-        "text": {**small_retriever.manifest.encoders["text"], "spec": "st:/home/ana/models/my-minilm"},
-        "image": {**small_retriever.manifest.encoders["image"], "spec": "timm:tf_efficientnet_lite0@/srv/w/b0.pth"},
+        TEXT: replace(small_retriever.manifest.encoders[TEXT], spec="st:/home/ana/models/my-minilm"),
+        IMAGE: replace(small_retriever.manifest.encoders[IMAGE], spec="timm:tf_efficientnet_lite0@/srv/w/b0.pth"),
     }
-    config = {**small_retriever.manifest.config, "data": {"source": "folder", "path": "/home/ana/photos"}}
+    config = replace(small_retriever.manifest.config, data=DataConfig(source="folder", path="/home/ana/photos"))
     with TestClient(create_app(_with_manifest(small_retriever, encoders=encoders, config=config))) as c:
         res = c.get("/info")
     assert res.status_code == 200
@@ -575,7 +578,7 @@ def test_info_attribution_comes_from_the_source_registry(small_retriever):
     notice = Attribution("Photos by Test Lab. License: CC BY 4.0", "Test Lab", "https://example.org/", "CC BY 4.0",
                          "https://creativecommons.org/licenses/by/4.0/")
     register_source("test-serve-credited", attribution=lambda: notice)(lambda cfg: None)
-    config = {**small_retriever.manifest.config, "data": {"source": "test-serve-credited"}}
+    config = replace(small_retriever.manifest.config, data=DataConfig(source="test-serve-credited"))
     with TestClient(create_app(_with_manifest(small_retriever, config=config))) as c:
         assert c.get("/info").json()["attribution"] == notice.to_dict()
     root = resources.files("pipeline.serve")
