@@ -75,6 +75,7 @@ def test_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert "anchors.cuont" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a subprocess or repeated builds: the full suite's
 def test_python_dash_m(small_index: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline", "-q", "search", str(small_index), "--text", "a cat", "-k", "2", "--json"],

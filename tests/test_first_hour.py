@@ -110,6 +110,7 @@ def test_unexpected_errors_are_one_line_unless_verbose(tmp_path: Path, capsys) -
     assert "Traceback" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a subprocess or repeated builds: the full suite's
 def test_quiet_shows_no_progress_bars(small_index: Path, tmp_path: Path) -> None:
     """Defect 10: -q still showed transformers' "Loading weights" and 🤗 datasets' bars."""
     done = subprocess.run([sys.executable, "-m", "pipeline", "-q", "search", str(small_index), "--text", "a dog",

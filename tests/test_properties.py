@@ -220,6 +220,7 @@ def update_steps(draw: st.DrawFn, n_items: int) -> list[tuple[str, list[int], bo
 
 @settings(max_examples=examples(0.08, least=2), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
+@pytest.mark.slow  # a subprocess or repeated builds: the full suite's
 def test_any_update_sequence_equals_a_fresh_build(data: st.DataObject, small_config, folders, base_index,
                                                    tmp_path_factory) -> None:
     from pipeline import Retriever
