@@ -33,10 +33,10 @@ def openmoji(cfg: DataConfig) -> datasets.Dataset:
     """OpenMoji rendered from the bundled COLR0 font, cached as parquet and read through 🤗 datasets."""
     import datasets
 
-    from .openmoji import build_openmoji
+    from .openmoji import attach_groups, build_openmoji
 
     path = build_openmoji(cache_dir(cfg) / "openmoji", languages=cfg.languages, image_size=cfg.image_size)
-    return datasets.Dataset.from_parquet(str(path), cache_dir=str(cache_dir(cfg) / "hf"))
+    return attach_groups(datasets.Dataset.from_parquet(str(path), cache_dir=str(cache_dir(cfg) / "hf")))
 
 
 @register_source("folder")
