@@ -116,3 +116,23 @@ def test_shard_item_tables_have_one_schema_whatever_the_source(tmp_path) -> None
     for m in ("image", "text"):
         assert a.items(m).schema == b.items(m).schema
     assert pa.concat_tables([a.items("image"), b.items("image")]).column("tags").type == pa.list_(pa.string())
+
+
+def test_a_duplicate_id_is_refused_before_any_encoder_runs(updated, small_config, folders, monkeypatch,
+                                                           caplog) -> None:
+    """A duplicate-id add failed only after both models loaded; and every add warned that its (unused)
+    anchors differ from the index's."""
+    import logging
+
+    import pipeline.indexing.update
+
+    r, _ = updated
+
+    def no_projection(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the items were about to be embedded before the ids were checked")
+
+    monkeypatch.setattr(pipeline.indexing.update.Projection, "of", no_projection)
+    first_b = json.loads(folders["b"].read_text().splitlines()[0])["id"]
+    with caplog.at_level(logging.WARNING), pytest.raises(ValueError, match=f"item '{first_b}' is already in"):
+        r.add(folder_config(small_config, folders["b"]))
+    assert "anchors" not in caplog.text
