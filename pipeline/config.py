@@ -135,7 +135,8 @@ class EvalConfig:
     languages: list[str] = field(default_factory=list)  # per-language t2i table; each must be in data.languages
     # "retrieval": R@K/MRR in both directions; "classify": zero-shot top-1/top-5 of images against class prompts
     task: Literal["retrieval", "classify"] = "retrieval"
-    label_columns: list[str] = field(default_factory=lambda: ["label"])  # classify: data columns holding class labels
+    # classify: data columns holding class labels; empty: the source's own (openmoji: group, subgroup; else label)
+    label_columns: list[str] = field(default_factory=list)
     # classify: class prompt templates with a {label} field; several are an ensemble (mean embedding per class)
     prompts: list[str] = field(default_factory=lambda: ["{label}"])
 
@@ -163,8 +164,7 @@ class Config:
     anchors: AnchorConfig = field(default_factory=AnchorConfig)  # the parallel anchor set
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)  # relative-space options
     index: IndexConfig = field(default_factory=IndexConfig)  # FAISS options
-    # relspace eval options; the demo's class labels are OpenMoji's Unicode emoji group and subgroup columns
-    eval: EvalConfig = field(default_factory=lambda: EvalConfig(label_columns=["group", "subgroup"]))
+    eval: EvalConfig = field(default_factory=EvalConfig)  # relspace eval options (one default, with or without eval:)
 
     def __post_init__(self) -> None:
         self.text_encoder = _spec(self.text_encoder, "text_encoder")

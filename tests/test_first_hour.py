@@ -43,12 +43,13 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_folder_fingerprint_is_the_same_in_every_process(tmp_path: Path) -> None:
-    """Defect 1: set order made the 🤗 fingerprint, and so the embedding cache key, differ per process."""
+    """Defect 1: set order made the source fingerprint, and so the resume and cache keys, differ per process."""
     folder = make_folder(tmp_path / "imgs", extra_langs=("es", "fr", "de"))
     code = (
         "from pipeline.config import DataConfig; from pipeline.data import load_data; "
+        "from pipeline.data.fingerprint import dataset_key; "
         f"ds = load_data(DataConfig(source='folder', path={str(folder)!r}, captions='captions.csv', "
-        f"languages=['en', 'es', 'fr', 'de'], cache_dir={str(tmp_path / 'cache')!r})); print(ds._fingerprint)"
+        f"languages=['en', 'es', 'fr', 'de'], cache_dir={str(tmp_path / 'cache')!r})); print(dataset_key(ds))"
     )
     prints = {run_python(code, PYTHONHASHSEED=str(seed)).stdout.strip() for seed in range(4)}
     assert len(prints) == 1 and "" not in prints, prints
@@ -276,3 +277,34 @@ def test_config_errors_are_refused_before_any_data_is_read(tmp_path: Path, monke
     with pytest.raises(ValueError, match=match):
         Retriever.build(load_config(override), tmp_path / "idx")
     assert not (tmp_path / "idx").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("built, added", [("csv", "jsonl"), ("jsonl", "csv")])
+def test_add_across_caption_formats(tmp_path: Path, built: str, added: str) -> None:
+    """Item tables have one schema whatever the caption format: a CSV-built index takes JSONL items (the
+    format of docs/new-items), and the reverse; it failed with "large_string vs string"."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from pipeline import Retriever
+    from pipeline.config import load_config
+
+    folder = make_folder(tmp_path / "imgs", n=14, extra_langs=())
+    rows = list(csv.DictReader(open(folder / "captions.csv")))
+    for name, part in (("built", rows[:12]), ("added", rows[12:])):
+        fmt = built if name == "built" else added
+        if fmt == "csv":
+            with open(folder / f"{name}.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(part[0]))
+                writer.writeheader()
+                writer.writerows(part)
+        else:
+            (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    r = Retriever.build(load_config(folder_config(folder, tmp_path, captions=f"built.{built}")), tmp_path / "idx")
+    r.add(load_config(folder_config(folder, tmp_path, captions=f"added.{added}")))
+    assert r.manifest.counts["items"] == 14
+    table = pq.read_table(tmp_path / "idx" / "image_items.parquet")
+    assert str(table.schema.field("id").type) == "string" and table.column("source").to_pylist() == ["test"] * 14
+    assert table.column("id").to_pylist()[12:] == ["item012", "item013"]

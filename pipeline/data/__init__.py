@@ -13,15 +13,17 @@ from .base import (
     caption_rows,
     captions,
     check_ids,
+    describe_data,
     first_caption,
     index_attribution,
     list_sources,
     load_data,
     register_source,
     source_attribution,
+    source_labels,
 )
 from .checks import BadRow
 
 __all__ = ["REQUIRED_COLUMNS", "Attribution", "BadRow", "DataSource", "cache_dir", "caption_list", "caption_rows",
-           "captions", "check_ids", "first_caption", "index_attribution",
-           "list_sources", "load_data", "register_source", "source_attribution"]
+           "captions", "check_ids", "describe_data", "first_caption", "index_attribution",
+           "list_sources", "load_data", "register_source", "source_attribution", "source_labels"]

@@ -53,18 +53,19 @@ class DataSource:
 
     load: Callable[[DataConfig], datasets.Dataset]  # config -> dataset with REQUIRED_COLUMNS
     attribution: Callable[[], Attribution] | None = None  # lazily, so optional packages stay unimported
+    labels: tuple[str, ...] = ("label",)  # its class-label columns: eval --task classify's default
 
 
 SOURCES: Registry[DataSource] = Registry("data source")
 
 
 def register_source(
-    name: str, *, attribution: Callable[[], Attribution] | None = None
+    name: str, *, attribution: Callable[[], Attribution] | None = None, labels: tuple[str, ...] = ("label",)
 ) -> Callable[[Callable[[DataConfig], datasets.Dataset]], Callable[[DataConfig], datasets.Dataset]]:
     """Decorator: register ``loader(cfg) -> datasets.Dataset`` as data source ``name``."""
 
     def deco(load: Callable[[DataConfig], datasets.Dataset]) -> Callable[[DataConfig], datasets.Dataset]:
-        SOURCES.add(name, DataSource(load, attribution))
+        SOURCES.add(name, DataSource(load, attribution, labels))
         return load
 
     return deco
@@ -80,6 +81,18 @@ def source_attribution(name: str | None) -> Attribution | None:
         return None
     entry = SOURCES.get(name)
     return entry.attribution() if entry.attribution is not None else None
+
+
+def source_labels(name: str) -> list[str]:
+    """The class-label columns a source provides (``eval.label_columns`` when the config names none)."""
+    return list(SOURCES.get(name).labels)
+
+
+def describe_data(cfg: DataConfig) -> str:
+    """The data as people tell two runs apart: the source and what it read, e.g. ``hf:data/x (split test)``."""
+    parts = [cfg.source, *(p for p in (cfg.path, cfg.captions) if p)]
+    split = f" (split {cfg.split})" if cfg.source == "hf" and cfg.split != "train" else ""
+    return ":".join(parts) + split
 
 
 def index_attribution(config: Config | None) -> Attribution | None:

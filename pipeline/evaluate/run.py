@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, load_config
+from ..data import describe_data
 from ..space.fit import check_options
-from . import protocol
+from . import classify, protocol
 from .classify import classify_report
 from .metrics import DIRECTIONS
 from .protocol import (
@@ -46,7 +47,8 @@ def evaluate(config: str | Path | Config | None = None, emb: Embeddings | None =
     cfg = load_config(config)
     check_options(cfg.projector)  # before any model loads, as a build refuses it
     if cfg.eval.task == "classify":
-        report = classify_report(cfg, emb if emb is not None else protocol.load_embeddings(cfg))
+        labels = classify.load_labels(cfg)  # a missing or empty label column is refused before any model loads
+        report = classify_report(cfg, emb if emb is not None else protocol.load_embeddings(cfg), labels)
         report["seconds"] = round(time.perf_counter() - t0, 2)
         return report
     report, ranks = evaluate_with_ranks(cfg, emb)
@@ -117,7 +119,7 @@ def evaluate_with_ranks(
         "items": len(scored.ids),
         "seeds": seeds,
         "encoders": {"text": swaps["text"] or cfg.text_encoder, "image": swaps["image"] or cfg.image_encoder},
-        "data": cfg.data.source,
+        "data": describe_data(cfg.data),
     }
     if cfg.eval.anchor_counts:
         curve = {}

@@ -19,7 +19,7 @@ from ..core.spaces import MODALITIES
 from ..store.files import atomic_directory, link_tree
 from ..store.layout import MANIFEST, SHARDS, index_file, items_file
 from ..store.manifest import Manifest
-from ..store.shards import Shard
+from ..store.shards import Shard, normalise_items
 from .engines import Engine
 
 logger = logging.getLogger(__name__)
@@ -111,6 +111,8 @@ def _merge_items(shards: Sequence[Shard], modality: str, path: Path) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.concat_tables([s.items(modality) for s in shards], promote_options="default")
+    # normalised again on read: shards written before the one item schema may hold large_string columns
+    table = pa.concat_tables([normalise_items(s.items(modality), modality) for s in shards],
+                             promote_options="default")
     pq.write_table(table, path)
     return table

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from ..config import Config
-from ..core.hashing import hash_arrays
 from ..core.spaces import IMAGE, SpaceKey
 from ..data import cache_dir, caption_rows, captions
+from ..data.fingerprint import dataset_key
 from ..data.images import load_image
 from ..encoders import Encoder
 from ..encoders.embed import embed_dataset
@@ -97,9 +98,16 @@ def encoder_for(encoders: Mapping[SpaceKey, Encoder], space: SpaceKey) -> Encode
     return encoders.get(space) or encoders[space.shared]
 
 
+_SOURCE_KEYS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
 def source_fingerprint(ds: Any) -> str:
-    """What identifies the source rows: 🤗 datasets' content fingerprint, else a hash of the ids."""
-    return getattr(ds, "_fingerprint", None) or hash_arrays(*ds["id"])
+    """What identifies the source rows: the content of every column a shard stores (ids, images, captions,
+    metadata), so a shard made from other rows is never kept. Computed once per dataset object."""
+    key = _SOURCE_KEYS.get(ds)
+    if key is None:
+        key = _SOURCE_KEYS[ds] = dataset_key(ds)
+    return key
 
 
 @dataclass(frozen=True)

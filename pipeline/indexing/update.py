@@ -73,9 +73,7 @@ def update_index(
             raise ValueError(f"cannot remove every item of {index_dir}: an index needs at least one")
         present = [i for i in new_ids if i in stored and i not in remove]
         if present and not upsert:
-            raise ValueError(f"item {present[0]!r} is already in {index_dir}; ids must stay unique: remove it "
-                             f"first or pass --upsert (upsert=True) to replace it"
-                             + (f" ({len(present) - 1} more)" if len(present) > 1 else ""))
+            _refuse_present(index_dir, present)
         remove |= set(present)
         staging = staging_dir(index_dir)
         shutil.rmtree(staging, ignore_errors=True)
@@ -123,7 +121,8 @@ def add_data(
     lists the sections of ``cfg`` that differ from the index's, so that a user who meant them knows.
     """
     built = manifest.config
-    differ = [k for k in ("text_encoder", "text_encoders", "image_encoder", "anchors", "projector", "index")
+    # an add config's anchors section is never used (the index's anchors are), so it is not compared
+    differ = [k for k in ("text_encoder", "text_encoders", "image_encoder", "projector", "index")
               if built is not None and getattr(cfg, k) != getattr(built, k)]
     if differ:
         logger.warning("adding to %s: only the config's data section is used; its %s differ from the index's "
@@ -135,12 +134,24 @@ def add_data(
         raise ValueError(f"the new items' data.languages {unknown} are not languages of {index_dir}, which has "
                          f"anchor captions in {known} only")
     ds = load_data(cfg.data)
+    if not upsert:  # refused before any encoder loads; update_index checks again under the lock
+        stored = set(read_parquet(index_dir / items_file("image"), "image item table").column("id").to_pylist())
+        present = [i for i in ds["id"] if i in stored]
+        if present:
+            _refuse_present(index_dir, present)
     # The index's own projectors, never refitted: an added item gets the vectors a build would have given it.
     layout = built if built is not None else Config()  # an index that recorded no config was built by defaults
     projection = Projection.of(cfg, {s: encoder(s) for s in projectors}, projectors, manifest.anchors.hash,
                                built=layout)
     return update_index(index_dir, manifest, add=ds, projection=projection, upsert=upsert,
                         shard_size=layout.shard_size, engine=engine)
+
+
+def _refuse_present(index_dir: Path, present: list[str]) -> None:
+    """Refuse adding ids the index holds already, naming the first."""
+    raise ValueError(f"item {present[0]!r} is already in {index_dir}; ids must stay unique: remove it "
+                     f"first or pass --upsert (upsert=True) to replace it"
+                     + (f" ({len(present) - 1} more)" if len(present) > 1 else ""))
 
 
 def _without(shard: Shard, remove: set[str], staging: Path) -> Shard | None:

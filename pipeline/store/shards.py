@@ -26,6 +26,46 @@ from .layout import SHARD_META, SHARD_NAME, SHARDS, THUMBNAILS, items_file, shar
 
 logger = logging.getLogger(__name__)
 
+# The columns every item table has, with their one type; any other column is source metadata, whose type
+# is normalised by ``item_type`` (the same on every write, whatever format the rows were read from).
+ITEM_COLUMNS = {"image": ("id", "caption"), "text": ("id", "lang", "caption")}
+
+
+def item_type(t: Any) -> Any:
+    """The one Arrow type an item column is stored with: 64-bit offsets, views and dictionaries folded to
+    their plain forms, integers to int64 and floats to float64, recursively through lists and structs.
+
+    A CSV and a JSONL file of the same columns come out of 🤗 datasets as ``string`` and ``large_string``
+    (or int32 and int64); shards of both must merge into one table.
+    """
+    import pyarrow as pa
+    import pyarrow.types as pt
+
+    if pt.is_large_string(t) or pt.is_string_view(t):
+        return pa.string()
+    if pt.is_large_binary(t) or pt.is_binary_view(t):
+        return pa.binary()
+    if pt.is_dictionary(t):
+        return item_type(t.value_type)
+    if pt.is_integer(t):
+        return pa.int64()
+    if pt.is_floating(t):
+        return pa.float64()
+    if pt.is_list(t) or pt.is_large_list(t) or pt.is_fixed_size_list(t) or pt.is_list_view(t):
+        return pa.list_(item_type(t.value_type))
+    if pt.is_struct(t):
+        return pa.struct([pa.field(f.name, item_type(f.type)) for f in t])
+    return t
+
+
+def normalise_items(table: Any, modality: str) -> Any:
+    """``table`` cast to the item schema: the fixed columns as strings, metadata by ``item_type``."""
+    import pyarrow as pa
+
+    fixed = ITEM_COLUMNS[modality]
+    fields = [pa.field(f.name, pa.string() if f.name in fixed else item_type(f.type)) for f in table.schema]
+    schema = pa.schema(fields)
+    return table if schema.equals(table.schema) else table.cast(schema)
 
 
 class ShardError(ValueError):
@@ -101,7 +141,7 @@ def write_shard(root: Path, number: int, payload: ShardPayload, *, rows: tuple[i
         if len(vecs) != payload.items[m].num_rows:
             raise ValueError(f"shard {final.name}: {len(vecs)} {m} vectors but {payload.items[m].num_rows} rows")
         np.save(tmp / vectors_file(m), vecs, allow_pickle=False)
-        pq.write_table(payload.items[m], tmp / items_file(m))
+        pq.write_table(normalise_items(payload.items[m], m), tmp / items_file(m))
     if payload.thumbnails is not None:  # PNG is compressed already; uncompressed parquet reads zero-copy
         pq.write_table(payload.thumbnails, tmp / THUMBNAILS, compression="none")
     files = {f.name: {"bytes": f.stat().st_size, "sha256": _sha256(f)} for f in sorted(tmp.iterdir())}

@@ -224,3 +224,37 @@ def test_eval_language_table_reports_anchors_per_language(tmp_path: Path) -> Non
     assert a_en == 8 and 2 <= a_es < 8 and table["es"]["english_anchors"]["anchors"] == 8
     # every Spanish caption of a non-anchor item queries: all of them less those of the anchors that have one
     assert table["es"]["translated"]["queries"] == sum(rec["es"] is not None for rec in records()) - a_es
+
+
+def test_the_users_directory_is_left_unchanged(tmp_path: Path) -> None:
+    """Derived files live under the relspace cache: loading (with a row limit, a select) writes nothing into a
+    user's save_to_disk directory."""
+    hf_dataset().save_to_disk(str(tmp_path / "ds"))
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "ds").rglob("*")}
+    ds = load_data(load_config(hf_config(tmp_path / "ds", tmp_path, limit=20)).data)
+    assert len(ds) == 20 and ds["label"][0] in SHAPES
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "ds").rglob("*")} == before
+
+
+def test_a_new_caption_or_label_column_reuses_the_image_embeddings(tmp_path: Path) -> None:
+    """The embedding cache is keyed by the embedded column: another caption column, or a label column added,
+    reads the cached image vectors (no new cache file) while the changed captions get their own."""
+    from pipeline.encoders import create_encoder
+    from pipeline.encoders.embed import embed_dataset
+
+    data = hf_dataset(8).add_column("alt", [f"picture {i}" for i in range(8)])
+    data.save_to_disk(str(tmp_path / "ds"))
+    cache = tmp_path / "cache" / "embeddings"
+    image, text = create_encoder("efficientnet-lite0", "image"), create_encoder("minilm", "text")
+
+    def embed(**data_cfg: object) -> tuple[np.ndarray, np.ndarray]:
+        cfg = hf_config(tmp_path / "ds", tmp_path, caption_columns={}, languages=["en"], **data_cfg)
+        ds = load_data(load_config(cfg).data)
+        return (embed_dataset(ds, image, cache=cache, show_progress=False),
+                embed_dataset(ds, text, lang="en", cache=cache, show_progress=False))
+
+    x1, t1 = embed(caption_column="sentences", label_column=None)
+    assert len(list(cache.glob("*.npy"))) == 2
+    x2, t2 = embed(caption_column="alt", label_column="shape")
+    assert len(list(cache.glob("*.npy"))) == 3  # the new captions only: the images were not encoded again
+    assert np.array_equal(x1, x2) and t1.shape != t2.shape

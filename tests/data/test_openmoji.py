@@ -32,9 +32,7 @@ def table(built: Path) -> pa.Table:
 
 def test_schema_and_metadata(table: pa.Table) -> None:
     schema = table.schema
-    assert schema.names == ["id", "image", "caption", "captions", "char", "group", "subgroup"]
-    assert schema.field("group").type == schema.field("subgroup").type == pa.string()
-    assert all(table.column("group").to_pylist()) and all(table.column("subgroup").to_pylist())
+    assert schema.names == ["id", "image", "caption", "captions", "char"]  # labels are attached at load
     assert schema.field("id").type == pa.string()
     assert schema.field("image").type == pa.binary()
     assert schema.field("caption").type == pa.string()
@@ -156,3 +154,33 @@ def test_import_is_lazy() -> None:
         "assert not hasattr(m, 'attribution') and not hasattr(m, 'ATTRIBUTION')"  # one notice: the registry's
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_render_cache_key_does_not_depend_on_the_groups_package(tmp_path: Path, monkeypatch) -> None:
+    """Installing the GPL label package (the [test] extra) must not re-render, and so re-embed, OpenMoji."""
+    from importlib import metadata
+
+    from pipeline.data import emoji_groups
+    from pipeline.data.openmoji import cache_path
+
+    with_groups = cache_path(tmp_path, ("en",), 64, 5)
+    real_version = metadata.version
+
+    def without(name: str) -> str:
+        if name == emoji_groups.DATA_PACKAGE:
+            raise metadata.PackageNotFoundError(name)
+        return real_version(name)
+
+    monkeypatch.setattr(metadata, "version", without)
+    assert emoji_groups.groups_version() == "none"
+    assert cache_path(tmp_path, ("en",), 64, 5) == with_groups
+
+
+def test_group_labels_are_attached_at_load_not_rendered(built: Path) -> None:
+    import datasets
+
+    from pipeline.data.openmoji import attach_groups
+
+    ds = attach_groups(datasets.Dataset.from_parquet(str(built)))
+    assert ds.column_names[-2:] == ["group", "subgroup"] and all(ds["group"]) and all(ds["subgroup"])
+    assert "group" not in pq.read_schema(built).names and "groups-" not in built.name

@@ -100,7 +100,7 @@ def run_synthetic(monkeypatch: pytest.MonkeyPatch, cfg: dict, emb: Embeddings, l
     monkeypatch.setattr(protocol, "load_embeddings", lambda cfg, *a: emb)
     monkeypatch.setattr(classify, "load_labels", lambda cfg: labels)
     monkeypatch.setattr(classify, "prompt_encoder", lambda cfg: lambda texts: np.stack([prompts[t] for t in texts]))
-    return evaluate(load_config(cfg))
+    return evaluate(load_config(cfg, **{"eval.label_columns": cfg["eval"].get("label_columns", ["label"])}))
 
 
 def test_perfect_method_scores_one_and_chance_one_over_classes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,3 +178,30 @@ def test_cli_classify_json_on_openmoji(cache_dir: Path, tmp_path: Path, capsys: 
     assert main(["-q", "eval", str(path), "--task", "classify", "--labels", "group"]) == 0
     table = capsys.readouterr().out
     assert "| relspace |" in table and "group top1" in table and "subgroup" not in table.split("\n\n")[0]
+
+
+def test_labels_have_one_default_and_are_checked_before_any_model_loads(tmp_path: Path, monkeypatch) -> None:
+    """data.label_column is classified with or without an eval: section, and a config without labels is
+    refused before an encoder loads; the report's data field names the dataset, not only its source."""
+    import pipeline.evaluate.protocol
+    from pipeline.config import load_config
+    from pipeline.data import describe_data
+    from pipeline.evaluate.classify import label_columns, load_labels
+    from pipeline.evaluate.run import evaluate
+
+    from ..data.test_hf_source import hf_config, hf_dataset
+
+    hf_dataset(8).save_to_disk(str(tmp_path / "ds"))
+    for extra in ({}, {"eval": {"seeds": 1}}):
+        cfg = load_config({**hf_config(tmp_path / "ds", tmp_path), **extra})
+        assert label_columns(cfg) == ["label"] and load_labels(cfg).columns["label"][:2] == ["square", "circle"]
+    assert label_columns(load_config({})) == ["group", "subgroup"]
+    assert describe_data(cfg.data) == f"hf:{tmp_path / 'ds'}"
+
+    def no_models(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded before the labels were checked")
+
+    monkeypatch.setattr(pipeline.evaluate.protocol, "load_embeddings", no_models)
+    unlabelled = load_config(hf_config(tmp_path / "ds", tmp_path, label_column=None), **{"eval.task": "classify"})
+    with pytest.raises(ValueError, match=r"no label column \['label'\].*data.label_column"):
+        evaluate(unlabelled)

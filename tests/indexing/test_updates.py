@@ -94,3 +94,45 @@ def test_a_damaged_shard_is_named_and_never_merged(updated, tmp_path) -> None:
     with pytest.raises(ShardError, match=r"shards/000001: image\.npy is damaged"):
         Retriever.load(copy).remove([r.items["image"].column("id")[0].as_py()])
 
+
+
+def test_shard_item_tables_have_one_schema_whatever_the_source(tmp_path) -> None:
+    """A CSV source gives string (and int32) columns, a JSONL one large_string (and int64): written shards
+    share one schema, so the merge of an add from another format works."""
+    import pyarrow as pa
+
+    from pipeline.store.shards import ShardPayload, write_shard
+
+    def shard(number: int, text: pa.DataType, ints: pa.DataType):
+        items = pa.table({"id": pa.array([f"x{number}"], text), "caption": pa.array(["c"], text),
+                          "n": pa.array([1], ints), "tags": pa.array([["a"]], pa.large_list(text))})
+        texts = pa.table({"id": pa.array([f"x{number}"], text), "lang": pa.array(["en"], text),
+                          "caption": pa.array(["c"], text)})
+        payload = ShardPayload({"image": np.zeros((1, 2), np.float32), "text": np.zeros((1, 2), np.float32)},
+                               {"image": items, "text": texts})
+        return write_shard(tmp_path, number, payload, rows=(0, 1), source="s", anchors="a")
+
+    a, b = shard(0, pa.string(), pa.int32()), shard(1, pa.large_string(), pa.int64())
+    for m in ("image", "text"):
+        assert a.items(m).schema == b.items(m).schema
+    assert pa.concat_tables([a.items("image"), b.items("image")]).column("tags").type == pa.list_(pa.string())
+
+
+def test_a_duplicate_id_is_refused_before_any_encoder_runs(updated, small_config, folders, monkeypatch,
+                                                           caplog) -> None:
+    """A duplicate-id add failed only after both models loaded; and every add warned that its (unused)
+    anchors differ from the index's."""
+    import logging
+
+    import pipeline.indexing.update
+
+    r, _ = updated
+
+    def no_projection(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the items were about to be embedded before the ids were checked")
+
+    monkeypatch.setattr(pipeline.indexing.update.Projection, "of", no_projection)
+    first_b = json.loads(folders["b"].read_text().splitlines()[0])["id"]
+    with caplog.at_level(logging.WARNING), pytest.raises(ValueError, match=f"item '{first_b}' is already in"):
+        r.add(folder_config(small_config, folders["b"]))
+    assert "anchors" not in caplog.text
