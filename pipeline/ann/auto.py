@@ -120,7 +120,7 @@ def choose_index(
     chosen = rows[-1]
     record = {**{k: v for k, v in chosen.items() if k != "reason"}, "candidates": rows, "budget": asdict(budget),
               "queries": len(queries), "n": _n(blocks)}
-    logger.info("auto index: %s %s, %s, p50 %.2f ms, recall@%d %.3f", chosen["key"], chosen["params"],
+    logger.info("auto index: %s%s, %s, p50 %.2f ms, recall@%d %.3f", chosen["key"], describe_params(chosen["params"]),
                 _size(chosen["bytes"]), chosen["p50_ms"], budget.k, chosen["recall_at_10"])
     return index, record
 
@@ -211,6 +211,11 @@ def _tune(index: Any, blocks: list[np.ndarray], xq: np.ndarray, D_gt: np.ndarray
     apply_search_params(index, best[1])
     row.update(params=best[1], recall_at_10=round(best[0], 4))
     row["reason"] = f"recall@{budget.k} reaches only {best[0]:.3f} < {budget.recall:g} (at {best[1] or 'defaults'})"
+
+
+def describe_params(params: dict[str, Any]) -> str:
+    """Search parameters for a log line: `` (nprobe=8)``, or nothing when the index needs none (an exact index)."""
+    return f" ({', '.join(f'{k}={v}' for k, v in params.items())})" if params else ""
 
 
 def _latency(index: Any, xq: np.ndarray, k: int, row: dict) -> None:

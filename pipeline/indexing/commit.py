@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..ann.auto import IndexBudget, choose_index
+from ..ann.auto import IndexBudget, choose_index, describe_params
 from ..ann.faiss_index import build_faiss, sample_rows, write_faiss
 from ..config import IndexConfig
 from ..core.spaces import MODALITIES
@@ -51,7 +51,8 @@ def build_indexes(
         queries = sample_rows(blocks(shards, other), cfg.tune_queries, seed + 1)
         indexes[m], records[m] = choose_index(blocks(shards, m), queries, budget, train_size=cfg.train_size, seed=seed,
                                               add=engine.add)
-        logger.info("auto chose %s for %s: %s", records[m]["key"], m, records[m].get("params"))
+        params = describe_params(records[m].get("params") or {})
+        logger.info("auto chose %s%s for the %s index", records[m]["key"], params, m)
     return indexes, records
 
 

@@ -142,3 +142,11 @@ def test_info_without_auto_and_on_a_non_index(tmp_path: Path, capsys) -> None:
     assert "\nauto " not in capsys.readouterr().out
     assert main(["info", str(tmp_path)]) == 2
     assert "manifest.json is missing" in capsys.readouterr().err
+
+
+def test_search_parameters_read_as_words_in_logs() -> None:
+    """``auto chose Flat for text: {}`` printed a raw dict; an exact index has no parameters to mention."""
+    from pipeline.ann.auto import describe_params
+
+    assert describe_params({}) == ""
+    assert describe_params({"nprobe": 8, "efSearch": 64}) == " (nprobe=8, efSearch=64)"
