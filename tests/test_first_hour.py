@@ -308,3 +308,17 @@ def test_add_across_caption_formats(tmp_path: Path, built: str, added: str) -> N
     table = pq.read_table(tmp_path / "idx" / "image_items.parquet")
     assert str(table.schema.field("id").type) == "string" and table.column("source").to_pylist() == ["test"] * 14
     assert table.column("id").to_pylist()[12:] == ["item012", "item013"]
+
+
+def test_engine_ray_without_ray_fails_before_anything_loads(tmp_path: Path) -> None:
+    """``--engine ray`` without Ray failed after the data, models and anchors loaded, leaving a .partial directory."""
+    cache, out = tmp_path / "cache", tmp_path / "indexes" / "x"
+    cfg = tmp_path / "x.yaml"
+    cfg.write_text(f"name: x\ndata:\n  limit: 20\n  cache_dir: {cache}\nanchors:\n  count: 10\n")
+    code = ("import sys; sys.modules['ray'] = None; from pipeline.cli import main; "  # as if Ray were not installed
+            f"sys.exit(main(['-q', 'build', {str(cfg)!r}, '--out', {str(out)!r}, '--engine', 'ray']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "relspace: error: the ray engine needs Ray: pip install 'relspace[ray]'"), proc.stderr
+    assert not out.parent.exists() or not any(out.parent.iterdir())  # no .x.partial, no index
+    assert not cache.exists() or not any(cache.rglob("*.parquet"))  # the data was never read

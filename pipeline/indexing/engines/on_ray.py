@@ -46,6 +46,14 @@ class RayEngine(Engine):
     actor_gpus: float | None = None  # GPUs per actor; None: 1 if the cluster has GPUs, else 0
     init: dict[str, Any] = field(default_factory=dict)  # more ray.init arguments, e.g. object_store_memory
 
+    def __post_init__(self) -> None:
+        # Refused where the engine is chosen, before any data, model or partial build directory: Ray missing
+        # was found only once the shards were due, minutes in, with a .partial directory left behind.
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise RuntimeError("the ray engine needs Ray: pip install 'relspace[ray]'") from None
+
     def make_shards(self, ds: Any, root: Path, projection: Projection, tasks: Sequence[ShardTask],
                     source: str) -> list[Shard]:
         ray = self.connect()
