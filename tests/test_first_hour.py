@@ -322,3 +322,22 @@ def test_engine_ray_without_ray_fails_before_anything_loads(tmp_path: Path) -> N
         "relspace: error: the ray engine needs Ray: pip install 'relspace[ray]'"), proc.stderr
     assert not out.parent.exists() or not any(out.parent.iterdir())  # no .x.partial, no index
     assert not cache.exists() or not any(cache.rglob("*.parquet"))  # the data was never read
+
+
+@pytest.mark.parametrize(("name", "text", "expected"), [
+    ("captions.csv", "", "is empty: it needs a header line and one row per item"),
+    ("captions.csv", "image,caption\n", "has a header but no rows"),
+    ("captions.jsonl", "\n", "is empty: it needs one row per item"),
+    ("captions.jsonl", '{"image": "0.png", "caption": ', "could not be read as json"),
+])
+def test_a_caption_file_without_rows_is_named(tmp_path: Path, capsys, name: str, text: str, expected: str) -> None:
+    """A 0-byte file gave DatasetGenerationError, a header alone 'Instruction "train" corresponds to no data!'."""
+    import yaml
+
+    folder = make_folder(tmp_path / "imgs", extra_langs=())
+    (folder / name).write_text(text)
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text(yaml.safe_dump(folder_config(folder, tmp_path, captions=name)))
+    assert main(["-q", "build", str(cfg), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(folder / name) in err and expected in err, err

@@ -61,9 +61,16 @@ def folder(cfg: DataConfig) -> datasets.Dataset:
     options = {}
     if fmt != "parquet":
         check_encoding(cap, cfg.encoding)  # 🤗 datasets would bury the cause under DatasetGenerationError
+        check_rows(cap, fmt, cfg.encoding)
         options["encoding"] = cfg.encoding
-    ds = datasets.load_dataset(fmt, data_files=str(cap), split="train", cache_dir=str(cache_dir(cfg) / "hf"),
-                               **options)
+    try:
+        ds = datasets.load_dataset(fmt, data_files=str(cap), split="train", cache_dir=str(cache_dir(cfg) / "hf"),
+                                   **options)
+    except Exception as e:  # DatasetGenerationError and friends: name the file, keep the innermost cause
+        cause = e
+        while cause.__cause__ is not None or cause.__context__ is not None:
+            cause = cause.__cause__ or cause.__context__
+        raise ValueError(f"caption file {cap} could not be read as {fmt}: {cause}") from e
     if "image" not in ds.column_names:
         raise ValueError(f"caption file {cap} has no 'image' column (the image path relative to {root})")
     primary = cfg.languages[0]
@@ -90,6 +97,19 @@ def folder(cfg: DataConfig) -> datasets.Dataset:
     # dataset fingerprint that keys the embedding cache.
     drop = [c for c in ds.column_names if c in {*lang_cols.values(), "image", "id"}]
     return ds.map(to_row, with_indices=True, remove_columns=drop, desc="read captions")
+
+
+def check_rows(path: Path, fmt: str, encoding: str) -> None:
+    """Refuse a text caption file with no rows, naming it: 🤗 datasets says only "An error occurred while
+    generating the dataset" (0 bytes) or 'Instruction "train" corresponds to no data!' (a header alone)."""
+    with path.open(encoding=encoding) as f:
+        lines = sum(1 for line in f if line.strip())
+    header = 1 if fmt == "csv" else 0
+    if lines == 0:
+        raise ValueError(f"caption file {path} is empty: it needs " + ("a header line and " if header else "")
+                         + "one row per item")
+    if lines <= header:
+        raise ValueError(f"caption file {path} has a header but no rows: add one row per item")
 
 
 def check_encoding(path: Path, encoding: str) -> None:
