@@ -186,8 +186,29 @@ def classify_split(
                 raise ValueError(f"label column {col.name!r}: no labelled item is left once the anchors are "
                                  f"taken out (seed {seed}); anchors are never test items")
             scores = images[keep] @ space.text(class_vecs[col.name]).T
+            warn_ties(scores, y[keep], f"{name} on {col.name!r} (seed {seed})")
             out[name][col.name] = {**top_k_accuracy(class_ranks(scores, y[keep])), "test_items": int(keep.sum())}
     return out
+
+
+# Share of items whose true class ties with another class above which the top-k figures say more about the ties
+# than about the method (ties count against it: see class_ranks).
+TIED_SHARE = 0.25
+
+
+def warn_ties(scores: np.ndarray, truth: np.ndarray, what: str) -> float:
+    """Warn when many items' true class ties with others: the pessimistic ranks then read as a failure.
+
+    A sparse method with few anchors (ASIF keeps 5% of them: 1 of 10) gives most classes the same, often zero,
+    score, so top-5 can read 0.000 though no class was ranked at all. Returns the tied share.
+    """
+    true = scores[np.arange(len(scores)), truth]
+    tied = float(np.mean((np.abs(scores - true[:, None]) <= TIE_TOL).sum(axis=1) > 1)) if len(scores) else 0.0
+    if tied > TIED_SHARE:
+        logger.warning("%s: %.0f%% of the items score their true class equal to another one; ties count against "
+                       "the method, so its top-k figures mostly measure ties (too few anchors for a sparse method?)",
+                       what, 100 * tied)
+    return tied
 
 
 def _aggregate(runs: list[ClassifyMetrics], columns: list[LabelColumn]) -> dict[str, dict[str, Any]]:

@@ -205,3 +205,21 @@ def test_labels_have_one_default_and_are_checked_before_any_model_loads(tmp_path
     unlabelled = load_config(hf_config(tmp_path / "ds", tmp_path, label_column=None), **{"eval.task": "classify"})
     with pytest.raises(ValueError, match=r"no label column \['label'\].*data.label_column"):
         evaluate(unlabelled)
+
+
+def test_tied_scores_are_warned_about(caplog) -> None:
+    """ASIF with 10 anchors reported top-5 = 0.000 without a word: its classes all scored alike."""
+    import logging
+
+    from pipeline.evaluate.classify import class_ranks, warn_ties
+
+    flat = np.zeros((4, 6))  # every class the same score: the pessimistic rank is the last
+    with caplog.at_level(logging.WARNING, logger="pipeline.evaluate.classify"):
+        assert warn_ties(flat, np.array([0, 1, 2, 3]), "asif on 'group'") == 1.0
+    assert "asif on 'group'" in caplog.text and "ties" in caplog.text
+    assert (class_ranks(flat, np.array([0, 1, 2, 3])) == 5).all()
+    caplog.clear()
+    distinct = np.arange(24, dtype=float).reshape(4, 6)
+    with caplog.at_level(logging.WARNING, logger="pipeline.evaluate.classify"):
+        assert warn_ties(distinct, np.array([0, 1, 2, 3]), "relspace") == 0.0
+    assert not caplog.text
