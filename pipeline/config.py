@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
@@ -12,8 +13,10 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from .core.specs import Member, ensemble_spec
+from .core.units import parse_size
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 # An encoder field: one spec string, or a list of specs and {spec, weight} members (an ensemble). Loading turns
 # a list into its canonical string ("minilm + 0.5*minilm-l3"), so every reader sees a string.
 EncoderSpec = str | list[str | Member]
@@ -73,24 +76,6 @@ class ProjectorConfig:
     power: float = 2.0  # signed exponent on the kept similarities; >1 sharpens, as ASIF's p
     ridge: float | None = 1.0  # code items by anchor weights (K + ridge*I)^-1 k: undoes correlated anchors; None: off
     anchor_weights: Literal["none", "agreement"] = "none"  # per-anchor ridge penalty; agreement: across modalities
-
-
-SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_size(value: str | int, key: str = "size") -> int:
-    """Bytes from a human size ("512M", "4G", "1.5G", "1048576"; binary units), refusing a bad one by ``key``."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    text = str(value).strip().upper().removesuffix("IB").removesuffix("B")
-    number, unit = (text[:-1], text[-1]) if text and text[-1] in SIZE_UNITS else (text, "")
-    try:
-        size = int(float(number) * SIZE_UNITS[unit])
-    except (ValueError, OverflowError):  # "", "inf", "nan"
-        size = 0
-    if size <= 0:
-        raise ConfigError(f"{key} must be a positive size such as 512M, 4G or a byte count, got {value!r}")
-    return size
 
 
 @dataclass
@@ -279,9 +264,23 @@ def load_config(source: str | Path | dict[str, Any] | Config | None = None, **ov
             raise ConfigError(f"config file not found: {path}")
         data = yaml.safe_load(path.read_text()) or {}
         cfg = from_dict(Config, data, str(path))
+        _paths_beside(cfg, path.parent)
     for dotted, value in overrides.items():
         set_key(cfg, dotted, value)
     return cfg
+
+
+def _paths_beside(cfg: Config, base: Path) -> None:
+    """A config file's relative paths name files beside it, wherever the command runs; one found only from the
+    working directory (as before) is kept with a warning, one found nowhere is left as written (a 🤗 hub name)."""
+    for section in (cfg.data, cfg.anchors):
+        if not (value := section.path) or Path(value).expanduser().is_absolute():
+            continue
+        if (base / value).exists():
+            section.path = str((base / value).resolve())
+        elif Path(value).exists():
+            logger.warning("%s: path %r is relative to the working directory; write it relative to the config "
+                           "file (%s), which is how relative paths are read", base, value, base)
 
 
 def set_key(cfg: Config, dotted: str, value: Any) -> None:

@@ -77,3 +77,26 @@ def test_a_next_line_character_survives_save_and_load(tmp_path: Path) -> None:
     cfg = load_config({"data": {"label_column": "a\x85b", "caption_columns": {"e\x85s": "x"}}, "eval": {"prompts": ["\x85"]}})
     cfg.save(tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == cfg
+
+
+def test_relative_paths_are_read_from_the_config_files_folder(tmp_path: Path, monkeypatch, caplog) -> None:
+    """A relative data.path resolved against the working directory, not the config file."""
+    (tmp_path / "conf" / "imgs").mkdir(parents=True)
+    cfg_file = tmp_path / "conf" / "x.yaml"
+    cfg_file.write_text("data:\n  source: folder\n  path: imgs\n  captions: c.csv\nanchors:\n  path: nowhere.parquet\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(cfg_file)
+    assert cfg.data.path == str(tmp_path / "conf" / "imgs")
+    assert cfg.data.captions == "c.csv"  # relative to data.path, as documented
+    assert cfg.anchors.path == "nowhere.parquet"  # found nowhere: left as written, for its own error later
+    (tmp_path / "old").mkdir()
+    cfg_file.write_text("data:\n  source: folder\n  path: old\n")
+    with caplog.at_level("WARNING", logger="pipeline.config"):
+        assert load_config(cfg_file).data.path == "old"  # the old reading still works, with a word
+    assert "relative to the working directory" in caplog.text
+    assert load_config({"data": {"path": "imgs"}}).data.path == "imgs"  # a dict has no file to be beside
+
+
+def test_shipped_configs_find_their_files_from_anywhere(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Path(load_config(CONFIGS / "new-items.yaml").data.path) == (CONFIGS.parent / "docs" / "new-items").resolve()

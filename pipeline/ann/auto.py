@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import IndexConfig, parse_size
+from ..config import IndexConfig
+from ..core.units import parse_size
 from .candidates import Candidate, ordered
 from .faiss_index import ADD_BATCH, apply_search_params, build_faiss, search_params, write_faiss
 
