@@ -11,11 +11,9 @@ from typing import Any
 from ...core.progress import progress
 from ...store.shards import Shard
 from ..stream import Projection, ShardTask, log_shard, project_shard
-from .base import ENGINES, Engine
+from .base import ENGINES, OVERALL, Engine
 
 logger = logging.getLogger(__name__)
-
-OVERALL = "embed items"  # the overall bar of a build or an add
 
 
 @ENGINES.register("local")
