@@ -15,7 +15,10 @@ __all__ = [
     "RayEngine",
     "Retriever",
     "__version__",
+    "are_progress_bars_disabled",
     "create_encoder",
+    "disable_progress_bars",
+    "enable_progress_bars",
     "evaluate",
     "list_encoders",
     "list_methods",
@@ -38,11 +41,15 @@ _LAZY = {
     "LocalEngine": "pipeline.indexing.engines.local",
     "RayEngine": "pipeline.indexing.engines.on_ray",
     "make_engine": "pipeline.indexing.engines",
+    "disable_progress_bars": "pipeline.core.progress",
+    "enable_progress_bars": "pipeline.core.progress",
+    "are_progress_bars_disabled": "pipeline.core.progress",
 }
 
 if TYPE_CHECKING:
     from .config import Config, load_config
     from .core.limits import Limits
+    from .core.progress import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
     from .encoders import create_encoder, list_encoders
     from .evaluate import evaluate
     from .evaluate.methods import list_methods

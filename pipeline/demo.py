@@ -21,7 +21,7 @@ def format_hits(hits: list[Any]) -> str:
     lines = []
     for rank, h in enumerate(hits, 1):
         char = h.metadata.get("char") or ""
-        lang = f" [{h.lang}]" if h.lang else ""
+        lang = f" [{', '.join(h.langs)}]" if h.langs else ""  # every language a grouped caption hit matched
         lines.append(f"{rank:3d}. {h.score:6.3f}  {h.modality:5s} {h.id:<24s} {char} {h.caption or ''}{lang}")
     return "\n".join(lines)
 

@@ -24,6 +24,7 @@ from .indexing.update import add_data, update_index
 from .query import Query, check_lang, check_one_query, check_result_lang
 from .space.anchors import AnchorSet
 from .space.projectors import Projector, load_projectors
+from .store.grouping import search_one_per_item
 from .store.items import Hit, ItemTables
 from .store.layout import PROJECTORS, index_file, items_file
 from .store.manifest import Manifest
@@ -196,7 +197,8 @@ class Retriever:
             k: number of hits, 1..``limits.max_k``.
             target: ``"image"`` or ``"text"``; default the other modality (same-modality search works too).
             lang: language of a text query; it is projected through that language's anchor captions.
-            result_lang: keep only captions in this language when searching text.
+            result_lang: keep only captions in this language when searching text; without it, captions in
+                every language are searched and each item comes once, its matched languages in ``captions``.
 
         Returns:
             Hits, best first.
@@ -228,8 +230,14 @@ class Retriever:
     def search_vectors(
         self, xq: np.ndarray, k: int = 10, *, target: str = "image", result_lang: str | None = None
     ) -> list[list[Hit]]:
-        """Search with relative vectors already computed (by :meth:`embed`): one list of hits per row."""
+        """Search with relative vectors already computed (by :meth:`embed`): one list of hits per row.
+
+        Captions in every language (``target="text"``, no ``result_lang``) come one hit per item, with the
+        languages it matched in ``Hit.captions`` (:mod:`pipeline.store.grouping`).
+        """
         check_result_lang(result_lang, self.caption_languages, target=target)
+        if target == "text" and result_lang is None:
+            return search_one_per_item(self.indexes["text"], self.tables, xq, k, len(self.caption_languages))
         keep = self.tables.in_lang(result_lang) if result_lang is not None else None
         D, I = search_faiss(self.indexes[target], xq, k, keep=keep)
         return [self.tables.hits(target, d, i) for d, i in zip(D, I)]

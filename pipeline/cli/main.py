@@ -8,6 +8,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from ..core.progress import disable_progress_bars
 from .parser import build_parser
 
 # Environment switches that silence third-party progress bars (🤗 hub and transformers' "Loading weights",
@@ -26,7 +27,8 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def _silence_progress_bars() -> None:
-    """-q means no bars at all: ours follow the log level; the libraries' need their own switches."""
+    """-q means no bars at all: ours and the libraries', each through its own switch."""
+    disable_progress_bars()
     for name in QUIET_ENV:
         os.environ.setdefault(name, "1")
     # Already imported (a caller of main() in-process): switch them off directly.

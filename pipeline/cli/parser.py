@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strategy", default=None, help="anchor selection strategy (overrides the config)")
     s.add_argument("--directions", default=None, help="comma-separated: t2i,i2t")
     s.add_argument("--anchor-counts", default=None, help="comma-separated anchor counts for the R@10 curve")
-    s.add_argument("--plots", default=None, help="directory for PNG plots")
+    s.add_argument("--plots", default=None,
+                   help="directory for PNG plots (e.g. plots/, git-ignored; docs/ holds the README's tracked figures)")
     s.add_argument("--task", choices=["retrieval", "classify"], default=None,
                    help="retrieval (R@K, MRR) or zero-shot image classification (top-1/top-5); default: the config's")
     s.add_argument("--labels", default=None, help="classify: comma-separated label columns (overrides the config)")

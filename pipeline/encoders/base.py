@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.progress import progress
+from ..core.progress import advance, encode_desc, progress
 from ..core.registry import Registry
 from ..core.spaces import Modality
 from ..core.specs import PREFIX
@@ -124,7 +124,8 @@ class TextEncoder(Encoder):
     ) -> np.ndarray:
         texts = [self.prefix + t for t in check_texts(items, ids)]
         vectors = (self.forward(texts[start : start + batch_size]) for start in range(0, len(texts), batch_size))
-        return fill_rows(vectors, len(texts), self.dim, desc=f"encode text ({self.spec})", show_progress=show_progress)
+        return fill_rows(vectors, len(texts), self.dim, desc=encode_desc("text", self.spec),
+                         show_progress=show_progress)
 
 
 def fill_rows(
@@ -141,6 +142,7 @@ def fill_rows(
             out[pos : pos + len(batch)] = batch
             pos += len(batch)
             bar.update(len(batch))
+            advance(len(batch))  # the enclosing stage's overall bar (core/progress.py)
     if pos != n:
         raise RuntimeError(f"{desc}: the batches held {pos} vectors for {n} items")
     return out

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.progress import encode_desc
 from ..data.images import load_image
 from .base import fill_rows
 
@@ -141,4 +142,4 @@ def encode_ahead(
     """``enc.forward`` on every batch of ``items`` while the next one decodes: (n, enc.dim) float32."""
     batches = prefetched_batches(items, ids, numpy_transform(enc.transform), batch_size)
     return fill_rows((enc.forward(b) for b in batches), len(items), enc.dim,
-                     desc=f"encode images ({enc.spec})", show_progress=show_progress)
+                     desc=encode_desc("image", enc.spec), show_progress=show_progress)

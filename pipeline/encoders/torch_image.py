@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.progress import encode_desc
 from ..core.registry import Registry
 from ..data.images import ImageLoadError, load_image
 from .base import Encoder, fill_rows
@@ -118,7 +119,7 @@ class TorchImageEncoder(Encoder):
             collate_fn=_collate,
         )
         return fill_rows((self.forward(_checked(batch)) for batch in loader), len(items), self.dim,
-                         desc=f"encode images ({self.spec})", show_progress=show_progress)
+                         desc=encode_desc("image", self.spec), show_progress=show_progress)
 
 
 def batches(n: int, batch_size: int, first: int) -> list[range]:

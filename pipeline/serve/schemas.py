@@ -42,8 +42,12 @@ class HitOut(BaseModel):
     score: float = Field(description="cosine similarity in the relative space; higher is closer")
     modality: Literal["image", "text"] = Field(description="what was found")
     caption: str | None = Field(None, description="the item's caption (text hits: the matched caption)")
-    lang: str | None = Field(None, description="language of a caption hit")
+    lang: str | None = Field(None, description="language of a caption hit (its best caption's, when grouped)")
     metadata: dict[str, Any] = Field(default_factory=dict, description="other columns of the data source")
+    captions: dict[str, str] | None = Field(
+        None, description="caption hits: the item's matched captions by language, best first; without result_lang "
+        "each item comes once, with every language it matched"
+    )
     thumbnail: str | None = Field(None, description="URL of the item's PNG thumbnail, if the index has one")
 
 

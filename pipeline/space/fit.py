@@ -21,6 +21,7 @@ from typing import TypeVar
 import numpy as np
 
 from ..config import ConfigError, ProjectorConfig
+from ..core.progress import stage
 from ..core.spaces import SpaceKey
 from ..encoders import Encoder
 from ..encoders.embed import Pooling
@@ -62,10 +63,12 @@ def embed_anchors(
 ) -> AnchorVectors:
     """The anchors of an index's space, embedded by the encoder that serves it: its images, or its language's
     captions pooled per anchor (an anchor without a caption in that language is absent from the side)."""
-    if space.modality == "image":
-        return AnchorVectors(encoder.encode(anchors.images, batch_size=batch_size, ids=anchors.ids), encoder.blocks)
-    assert space.lang is not None, "a text space of an index names its language"
-    vecs, positions = anchors.text_vectors(encoder, space.lang, pooling, batch_size)
+    with stage(f"anchors {space}"):  # the bar reads "encode anchors text:es (minilm)"
+        if space.modality == "image":
+            return AnchorVectors(encoder.encode(anchors.images, batch_size=batch_size, ids=anchors.ids),
+                                 encoder.blocks)
+        assert space.lang is not None, "a text space of an index names its language"
+        vecs, positions = anchors.text_vectors(encoder, space.lang, pooling, batch_size)
     if len(positions) < 2:
         raise ValueError(f"only {len(positions)} of {len(anchors)} anchors have a caption in {space.lang!r}; a "
                          "language needs at least 2 (drop it from data.languages or choose other anchors)")

@@ -23,6 +23,14 @@ class Hit:
     caption: str | None = None  # the item's caption (for text hits: the matched caption)
     lang: str | None = None  # language of a text hit's caption
     metadata: dict[str, Any] = field(default_factory=dict)  # other columns of the source (e.g. char)
+    # text hits: the item's matched captions by language, best first ({lang: caption}); a caption search over
+    # every language returns each item once with all of them (store/grouping.py), else the one caption found
+    captions: dict[str, str] | None = None
+
+    @property
+    def langs(self) -> list[str]:
+        """The languages this hit matched in, best first (none for an image hit)."""
+        return list(self.captions or ([self.lang] if self.lang else []))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,7 +68,8 @@ class ItemTables:
         hits = []
         for score, rec in zip(scores[keep], recs):
             item_id, caption, lang = rec.pop("id"), rec.pop("caption", None), rec.pop("lang", None)
-            hits.append(Hit(item_id, float(score), modality, caption, lang, rec))
+            hits.append(Hit(item_id, float(score), modality, caption, lang, rec,
+                            {lang: caption or ""} if lang is not None else None))
         return hits
 
     def _image_rows_of_text(self) -> np.ndarray:

@@ -75,7 +75,7 @@ def test_text_search_returns_image_hits_with_thumbnails(client, small_retriever)
     hits = body["hits"]
     assert len(hits) == 7
     assert all(h["modality"] == "image" for h in hits)
-    assert set(hits[0]) == {"id", "score", "modality", "caption", "lang", "metadata", "thumbnail"}
+    assert set(hits[0]) == {"id", "score", "modality", "caption", "lang", "metadata", "captions", "thumbnail"}
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     _same_hits(hits, small_retriever.search(text="a red apple", k=7))
     for h in hits:
@@ -94,6 +94,8 @@ def test_image_upload_returns_caption_hits(client, small_retriever, png):
     hits = body["hits"]
     assert len(hits) == 5
     assert all(h["modality"] == "text" and h["caption"] and h["lang"] in ("en", "es") for h in hits)
+    assert len({h["id"] for h in hits}) == 5  # one hit per item, its languages in captions, best first
+    assert all(next(iter(h["captions"])) == h["lang"] and h["captions"][h["lang"]] == h["caption"] for h in hits)
     _same_hits(hits, small_retriever.search(image=png, k=5))
 
 

@@ -12,6 +12,8 @@ from ...core.registry import Registry
 from ...store.shards import Shard
 from ..stream import Projection, ShardTask, plan_shards
 
+OVERALL = "embed items"  # the one bar of a build or an add, over every item of its shards (either engine)
+
 
 class Engine(ABC):
     """Runs shard tasks and fills trained FAISS indexes; everything else of a build runs in the caller.

@@ -11,14 +11,14 @@ from typing import Any
 from ...core.progress import progress
 from ...store.shards import Shard
 from ..stream import Projection, ShardTask, log_shard, project_shard
-from .base import ENGINES, Engine
+from .base import ENGINES, OVERALL, Engine
 
 logger = logging.getLogger(__name__)
 
 
 @ENGINES.register("local")
 class LocalEngine(Engine):
-    """This process: one model per encoder, shards in order, with per-shard throughput and ETA."""
+    """This process: one model per encoder, shards in order, under one bar over all their items."""
 
     name = "local"
 
@@ -26,13 +26,12 @@ class LocalEngine(Engine):
                     source: str) -> list[Shard]:
         total = sum(t.rows[1] - t.rows[0] for t in tasks)
         shards, done, t0 = [], 0, time.perf_counter()
-        with progress(total=total, desc="shards", unit="item") as bar:
+        # One bar over every item of every shard, moved per encoded batch; the encoders' own bars stay off under it.
+        with progress(total=total, desc=OVERALL, unit="item") as bar:
             for i, task in enumerate(tasks):
                 t = time.perf_counter()
-                shards.append(project_shard(ds, root, projection, task, source,
-                                            show_progress=False if len(tasks) > 1 else None))
+                shards.append(project_shard(ds, root, projection, task, source, show_progress=False, bar=bar))
                 size = task.rows[1] - task.rows[0]
                 done += size
-                bar.update(size)
                 log_shard(i + 1, len(tasks), size, time.perf_counter() - t, done, total, time.perf_counter() - t0)
         return shards

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,12 +26,34 @@ from typing import Any
 import numpy as np
 
 from ...ann.faiss_index import add_blocks
+from ...core.progress import progress
 from ...store.layout import shard_name
 from ...store.shards import Shard, StoredVectors, read_shard
 from ..stream import Projection, ShardTask, log_shard, project_shard
-from .base import ENGINES, Engine
+from .base import ENGINES, OVERALL, Engine
 
 logger = logging.getLogger(__name__)
+
+
+# Ray's own output on a build: the driver's C++ warnings (core_worker.cc on actors whose constructor arguments sit
+# in the object store, which ours do), its token-auth notice, the workers' forwarded logs and Ray Data's
+# execution logs and bars. relspace draws one bar over the shards instead. All of it stays in the session's log
+# files (/tmp/ray/session_latest/logs); each setting below yields to one the user made.
+QUIET_ENV = {"RAY_BACKEND_LOG_LEVEL": "fatal"}
+QUIET_INIT: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+
+
+def quiet_ray(ray: Any) -> None:
+    """Quiet Ray before relspace's own ``ray.init`` (a session the caller started is left as it is)."""
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = context.print_on_execution_start = False
+    # Ray Data prints through its own console handler (its logger does not propagate, so no logging setup of the
+    # application reaches it); only that handler is raised, the ray-data.log file keeps everything.
+    for handler in logging.getLogger("ray.data").handlers:
+        if handler.get_name() == "console":
+            handler.setLevel(logging.ERROR)
 
 
 @ENGINES.register("ray")
@@ -71,10 +94,13 @@ class RayEngine(Engine):
         )
         total = sum(t.rows[1] - t.rows[0] for t in tasks)
         done, t0 = 0, time.perf_counter()
-        for i, row in enumerate(made.iter_rows()):
-            done += int(row["items"])
-            log_shard(i + 1, len(tasks), int(row["items"]), float(row["seconds"]), done, total,
-                      time.perf_counter() - t0)
+        with progress(total=total, desc=f"{OVERALL} (ray, shards of {tasks[0].rows[1] - tasks[0].rows[0]})",
+                      unit="item") as bar:  # moved as shards finish: the actors' batches are not seen here
+            for i, row in enumerate(made.iter_rows()):
+                done += int(row["items"])
+                bar.update(int(row["items"]))
+                log_shard(i + 1, len(tasks), int(row["items"]), float(row["seconds"]), done, total,
+                          time.perf_counter() - t0)
         # what the workers wrote is checked like any shard on disk: complete, same rows, source and anchors
         return [read_shard(root / shard_name(t.number), source=source, anchors=projection.anchors, rows=t.rows)
                 for t in tasks]
@@ -108,7 +134,15 @@ class RayEngine(Engine):
         except ImportError:
             raise RuntimeError("the ray engine needs Ray: pip install 'relspace[ray]'") from None
         if not ray.is_initialized():
-            ray.init(address=self.address, **self.init)
+            quiet_ray(ray)
+            try:
+                ray.init(address=self.address, **{**QUIET_INIT, **self.init})
+            except ConnectionError:
+                if not self.address:
+                    raise
+                raise RuntimeError(
+                    f"no Ray cluster is running at address {self.address!r}: start one first with `ray start --head`, "
+                    "or leave out the address (--address) to run a local cluster in this process") from None
         return ray
 
     def pool_size(self, tasks: int) -> tuple[int, float]:

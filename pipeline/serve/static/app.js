@@ -249,11 +249,13 @@
 
     const details = document.createElement("span");
     details.className = "details";
-    if (hit.lang) {
+    // One badge per language the item matched in, best first; its title gives that language's caption.
+    const captions = hit.captions || (hit.lang ? { [hit.lang]: hit.caption || "" } : {});
+    for (const [code, text] of Object.entries(captions)) {
       const lang = document.createElement("span");
       lang.className = "lang";
-      lang.textContent = hit.lang;
-      lang.title = languageName(hit.lang);
+      lang.textContent = code;
+      lang.title = text ? `${languageName(code)}: ${text}` : languageName(code);
       details.append(lang);
     }
     const score = document.createElement("span");
