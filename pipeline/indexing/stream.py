@@ -142,6 +142,7 @@ class ShardTask:
 
     number: int
     rows: tuple[int, int]
+    place: tuple[int, int] = (0, 0)  # (its place, of how many) among the shards of this write, kept ones counted
 
 
 @dataclass
@@ -164,7 +165,7 @@ def plan_shards(ds: Any, root: Path, projection: Projection, *, shard_size: int,
     root.mkdir(parents=True, exist_ok=True)
     plan = ShardPlan(source, [], [])
     for s in range(count):
-        task = ShardTask(first + s, (s * shard_size, min(n, (s + 1) * shard_size)))
+        task = ShardTask(first + s, (s * shard_size, min(n, (s + 1) * shard_size)), (s + 1, count))
         path = root / shard_name(task.number)
         if path.exists():
             try:
@@ -185,10 +186,11 @@ def project_shard(ds: Any, root: Path, projection: Projection, task: ShardTask, 
     return write_shard(root, task.number, payload, rows=task.rows, source=source, anchors=projection.anchors)
 
 
-def log_shard(i: int, count: int, items: int, seconds: float, done: int, total: int, elapsed: float) -> None:
-    """The per-shard progress line: items, throughput so far, and the time left at that rate."""
+def log_shard(task: ShardTask, items: int, seconds: float, done: int, total: int, elapsed: float) -> None:
+    """The per-shard progress line: its place in the whole write (a resumed build's shard 4 of 5 stays "4/5"),
+    items, throughput so far, and the time left at that rate."""
     rate = done / max(elapsed, 1e-9)
-    logger.info("shard %d/%d: %d items in %.1f s (%.1f items/s), ETA %s", i, count, items, seconds, rate,
+    logger.info("shard %d/%d: %d items in %.1f s (%.1f items/s), ETA %s", *task.place, items, seconds, rate,
                 _duration((total - done) / rate))
 
 

@@ -79,6 +79,7 @@ def test_killed_build_resumes_and_equals_an_uninterrupted_one(small_config, tmp_
     log = caplog.text
     assert "resuming the build" in log
     assert "shards/000000: image.npy is damaged" in log and "rebuilding it" in log
+    assert "shard 1/15:" in log and "shard 2/15:" in log  # shards keep their place in the build after a resume
     assert {p.name: (p / SHARD_META).stat().st_mtime_ns for p in list_shards(out / "shards")
             if p.name in kept} == kept  # finished shards are reused, not redone
     assert not work.exists()
@@ -102,3 +103,12 @@ def test_resume_flag_needs_a_stopped_build(small_config, tmp_path) -> None:
                        "anchors": {"count": 10}})
     with pytest.raises(ValueError, match="nothing to resume .*none exists"):
         Retriever.build(cfg, tmp_path / "none", resume=True)
+
+
+def test_shard_lines_keep_their_place_in_the_build(caplog) -> None:
+    """After a resume, the remaining shards were renumbered from 1 ("1/2" instead of "4/5")."""
+    from pipeline.indexing.stream import ShardTask, log_shard
+
+    with caplog.at_level(logging.INFO, logger="pipeline.indexing.stream"):
+        log_shard(ShardTask(3, (30, 40), (4, 5)), 10, 1.0, 10, 20, 1.0)
+    assert "shard 4/5: 10 items" in caplog.text

@@ -28,10 +28,10 @@ class LocalEngine(Engine):
         shards, done, t0 = [], 0, time.perf_counter()
         # One bar over every item of every shard, moved per encoded batch; the encoders' own bars stay off under it.
         with progress(total=total, desc=OVERALL, unit="item") as bar:
-            for i, task in enumerate(tasks):
+            for task in tasks:
                 t = time.perf_counter()
                 shards.append(project_shard(ds, root, projection, task, source, show_progress=False, bar=bar))
                 size = task.rows[1] - task.rows[0]
                 done += size
-                log_shard(i + 1, len(tasks), size, time.perf_counter() - t, done, total, time.perf_counter() - t0)
+                log_shard(task, size, time.perf_counter() - t, done, total, time.perf_counter() - t0)
         return shards

@@ -96,10 +96,11 @@ class RayEngine(Engine):
         done, t0 = 0, time.perf_counter()
         with progress(total=total, desc=f"{OVERALL} (ray, shards of {tasks[0].rows[1] - tasks[0].rows[0]})",
                       unit="item") as bar:  # moved as shards finish: the actors' batches are not seen here
-            for i, row in enumerate(made.iter_rows()):
+            by_number = {t.number: t for t in tasks}
+            for row in made.iter_rows():
                 done += int(row["items"])
                 bar.update(int(row["items"]))
-                log_shard(i + 1, len(tasks), int(row["items"]), float(row["seconds"]), done, total,
+                log_shard(by_number[int(row["number"])], int(row["items"]), float(row["seconds"]), done, total,
                           time.perf_counter() - t0)
         # what the workers wrote is checked like any shard on disk: complete, same rows, source and anchors
         return [read_shard(root / shard_name(t.number), source=source, anchors=projection.anchors, rows=t.rows)
