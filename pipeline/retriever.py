@@ -28,6 +28,7 @@ from .store.grouping import search_one_per_item
 from .store.items import Hit, ItemTables
 from .store.layout import PROJECTORS, index_file, items_file
 from .store.manifest import Manifest
+from .store.publish import tidy_if_idle
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,8 @@ class Retriever:
             IndexMismatchError: the manifest does not fit the given encoders or anchors.
         """
         index_dir = Path(index_dir)
+        if not index_dir.exists():  # a publish that crashed between its renames: restore the newest version
+            tidy_if_idle(index_dir, clean=False)
         manifest = Manifest.read(index_dir)
         for modality, spec in (("text", text_encoder), ("image", image_encoder)):
             if spec is not None:

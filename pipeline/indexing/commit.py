@@ -1,7 +1,7 @@
-"""The one merge step: FAISS indexes from shards, merged item tables, and the atomic publish of a directory.
+"""The one merge step: FAISS indexes from shards and merged item tables, written into a staging directory.
 
-A build, an ``add`` and a ``remove`` all end here, so an index directory is always written the same way:
-into a temporary sibling that replaces the old directory only when complete.
+A build, an ``add`` and a ``remove`` all write their directory here (:func:`write_index`), and publish it
+through the one transaction, :func:`pipeline.store.publish.commit`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from ..ann.auto import IndexBudget, choose_index, describe_params
 from ..ann.faiss_index import build_faiss, sample_rows, write_faiss
 from ..config import IndexConfig
 from ..core.spaces import MODALITIES
-from ..store.files import atomic_directory, link_tree
-from ..store.layout import MANIFEST, SHARDS, index_file, items_file
+from ..store.files import link_tree
+from ..store.layout import SHARDS, index_file, items_file
 from ..store.manifest import Manifest
+from ..store.publish import Build, commit
 from ..store.shards import Shard, normalise_items
 from .engines import Engine
 
@@ -70,41 +71,52 @@ def publish(
     manifest: Manifest,
     languages: Sequence[str],
     write_extra: Callable[[Path], None],
-) -> None:
-    """Write a complete index directory at ``out`` atomically: shards (hard-linked), indexes, tables, manifest.
+) -> Manifest:
+    """Publish a built index at ``out`` (:class:`~pipeline.store.publish.Build`: it replaces whatever is there)."""
+    return commit(out, Build(), read_at=None,
+                  write=lambda tmp, _: write_index(tmp, shards, indexes, manifest, languages, write_extra))
+
+
+def write_index(
+    tmp: Path,
+    shards: Sequence[Shard],
+    indexes: dict[str, Any],
+    manifest: Manifest,
+    languages: Sequence[str],
+    write_extra: Callable[[Path], None],
+) -> Manifest:
+    """Write an index's files into the staging directory ``tmp``: shards (hard-linked), indexes, item tables.
 
     ``write_extra(tmp)`` adds the files the caller owns (anchors, projectors, config, ...). The manifest's
-    counts are filled in here, from what is actually written.
+    counts are filled in here, from what is actually written; :func:`~pipeline.store.publish.commit` writes it.
     """
     import pyarrow.compute as pc
 
-    with atomic_directory(out) as tmp:
-        write_extra(tmp)
-        root = tmp / SHARDS
-        root.mkdir()
-        for shard in shards:
-            (root / shard.path.name).mkdir()
-            link_tree(shard.path, root / shard.path.name)  # the shard's files are never rewritten: shared inodes
-        for m, index in indexes.items():
-            write_faiss(index, tmp / index_file(m))
-        tables = {m: _merge_items(shards, m, tmp / items_file(m)) for m in MODALITIES}
-        langs = pc.value_counts(tables["text"].column("lang")).to_pylist() if tables["text"].num_rows else []
-        per_lang = {d["values"]: d["counts"] for d in langs}
-        manifest.counts = replace(
-            manifest.counts,
-            items=tables["image"].num_rows,
-            text=int(indexes["text"].ntotal),
-            image=int(indexes["image"].ntotal),
-            text_langs={lang: per_lang.get(lang, 0) for lang in languages},
-            shards=len(shards),
-        )
-        for m in MODALITIES:
-            if tables[m].num_rows != indexes[m].ntotal:
-                raise RuntimeError(f"{m}: {indexes[m].ntotal} vectors but {tables[m].num_rows} item rows")
-        manifest.succeed(out)  # under the caller's lock for updates, so no two publishes take one generation
-        (tmp / MANIFEST).write_text(manifest.to_json())
-    logger.info("wrote index %s: %d images, %d captions in %d shards", out, indexes["image"].ntotal,
+    write_extra(tmp)
+    root = tmp / SHARDS
+    root.mkdir()
+    for shard in shards:
+        (root / shard.path.name).mkdir()
+        link_tree(shard.path, root / shard.path.name)  # the shard's files are never rewritten: shared inodes
+    for m, index in indexes.items():
+        write_faiss(index, tmp / index_file(m))
+    tables = {m: _merge_items(shards, m, tmp / items_file(m)) for m in MODALITIES}
+    langs = pc.value_counts(tables["text"].column("lang")).to_pylist() if tables["text"].num_rows else []
+    per_lang = {d["values"]: d["counts"] for d in langs}
+    manifest.counts = replace(
+        manifest.counts,
+        items=tables["image"].num_rows,
+        text=int(indexes["text"].ntotal),
+        image=int(indexes["image"].ntotal),
+        text_langs={lang: per_lang.get(lang, 0) for lang in languages},
+        shards=len(shards),
+    )
+    for m in MODALITIES:
+        if tables[m].num_rows != indexes[m].ntotal:
+            raise RuntimeError(f"{m}: {indexes[m].ntotal} vectors but {tables[m].num_rows} item rows")
+    logger.info("wrote index files for %s: %d images, %d captions in %d shards", tmp.name, indexes["image"].ntotal,
                 indexes["text"].ntotal, len(shards))
+    return manifest
 
 
 def _merge_items(shards: Sequence[Shard], modality: str, path: Path) -> Any:

@@ -2,7 +2,8 @@
 
 A query embedded by the new encoder and projected onto the same anchors (embedded by that encoder) lands
 in the same relative space as the stored vectors, so the cost is one pass over the anchors, whatever the
-corpus size. The new directory hard-links every unchanged file and is published atomically.
+corpus size. The new directory hard-links every unchanged file and is published by the one transaction
+(:func:`pipeline.store.publish.commit`), only over the version the caller loaded.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from ..encoders import Encoder, create_encoder
 from ..space.anchors import AnchorSet
 from ..space.fit import embed_anchors, fit_projectors, stored_weights
 from ..space.projectors import Projector, save_projectors
-from ..store.files import atomic_directory, index_lock, link_tree
+from ..store.files import link_tree
 from ..store.layout import ANCHORS, MANIFEST, PROJECTORS
 from ..store.manifest import Manifest
-from ..store.records import ReanchorEvent, timestamp
+from ..store.publish import Reanchor, commit
 
 logger = logging.getLogger(__name__)
 
@@ -91,22 +92,20 @@ def reanchor(
     refit = fit_projectors({s: embed_anchors(anchors, encoder, s, pooling) for s in spaces}, options,
                            total=len(anchors), weights=weights)
     new_projectors = {**projectors, **refit}
-    new_manifest = copy.deepcopy(manifest)
-    old = new_manifest.encoders[manifest.encoder_key(key)]
-    new_manifest.encoders[key] = encoder.info
-    new_manifest.history.append(ReanchorEvent(space=key, from_spec=old.spec, to_spec=encoder.spec,
-                                              anchors=len(anchors), at=timestamp()))
-    # Under the writers' lock, and only over the version it was derived from: an add or remove published since
-    # the caller loaded ``manifest`` would otherwise be copied in under this manifest's old counts.
-    with index_lock(index_dir):
-        if Manifest.read(index_dir).generation != manifest.generation:
-            raise ValueError(f"{index_dir} changed since it was loaded (an add, remove or reanchor was published); "
-                             "load it again and retry")
-        with atomic_directory(out) as tmp:
-            link_tree(index_dir, tmp, skip={PROJECTORS, MANIFEST})
-            save_projectors(tmp / PROJECTORS, new_projectors)
-            new_manifest.succeed(out)
-            (tmp / MANIFEST).write_text(new_manifest.to_json())
+    old = manifest.encoders[manifest.encoder_key(key)]
+
+    def write(tmp: Path, current: Manifest | None) -> Manifest:
+        # ``current`` is the version ``manifest`` was read at (commit checks the generation): an add or remove
+        # published since would otherwise be copied in under this manifest's old counts.
+        assert current is not None, "commit restores an index before a re-anchoring runs"
+        link_tree(index_dir, tmp, skip={PROJECTORS, MANIFEST})
+        save_projectors(tmp / PROJECTORS, new_projectors)
+        new = copy.deepcopy(current)
+        new.encoders[key] = encoder.info
+        return new
+
+    op = Reanchor(space=key, from_spec=old.spec, to_spec=encoder.spec, anchors=len(anchors))
+    new_manifest = commit(out, op, read_at=manifest.generation, write=write, source=index_dir)
     logger.info("re-anchored %s: %s -> %s on %d anchors, written to %s", key, old.spec, encoder.spec,
                 len(anchors), out)
     return new_manifest, new_projectors, encoder

@@ -2,8 +2,9 @@
 
 New items run through the same dataflow as a build (:mod:`.stream`) with the index's own encoders and
 fitted projectors, so an added item gets exactly the vectors a build would have given it. Removal rewrites
-only the shards that hold removed items, and the index builder compacts. Both end in the same atomic
-publish as a build (:mod:`.commit`), under a lock, so concurrent updates never lose one another.
+only the shards that hold removed items, and the index builder compacts. Both end in the same
+transaction as a build (:func:`pipeline.store.publish.commit`): under the writers' lock, and only over the
+version the update was prepared against, so concurrent updates never lose one another.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from ..core.io import read_parquet
 from ..core.spaces import MODALITIES, SpaceKey
 from ..data import load_data
 from ..encoders import Encoder
-from ..store.files import index_lock, link_tree
+from ..store.files import link_tree
 from ..store.layout import MANIFEST, SHARDS, index_file, items_file, staging_dir
 from ..store.manifest import Manifest
-from ..store.records import UpdateEvent, timestamp
+from ..store.publish import Add, Remove, commit
 from ..store.shards import Shard, ShardPayload, open_shards, write_shard
-from .commit import blocks, publish, refill
+from .commit import blocks, refill, write_index
 from .engines import Engine
 from .stream import Projection
 
@@ -52,34 +53,35 @@ def update_index(
 
     Raises:
         ValueError: an added id is already in the index (without ``upsert``), or is given twice; a removed
-            id is not in the index. Nothing is written then.
+            id is not in the index; both added and removed ids are given. Nothing is written then.
+        ConflictError: the index was published since ``manifest`` was read (its generation differs).
     """
-    with index_lock(index_dir):
-        # Another writer may have published since the caller loaded ``manifest``: build on what is on disk,
-        # so its history entry and generation are kept, unless it changed what the projection depends on.
-        current = Manifest.read(index_dir)
-        if (current.encoders, current.anchors, current.projector) != (manifest.encoders, manifest.anchors,
-                                                                        manifest.projector):
-            raise ValueError(f"{index_dir} was re-anchored or rebuilt since it was loaded; load it again and retry")
+    new_ids = list(add["id"]) if add is not None else []
+    if new_ids and remove:
+        raise ValueError("an update adds items or removes them, not both: remove first, then add (or upsert)")
+    # Checked against the version on disk now, outside the lock: commit publishes only if that is still the
+    # version ``manifest`` was read at, so a check made on a newer one is never acted upon.
+    stored = set(read_parquet(index_dir / items_file("image"), "image item table").column("id").to_pylist())
+    removing = set(remove)
+    unknown = sorted(removing - stored)
+    if unknown:
+        raise ValueError(f"cannot remove {unknown[0]!r}: no item with that id in {index_dir}"
+                         + (f" ({len(unknown) - 1} more unknown ids)" if len(unknown) > 1 else ""))
+    if len(removing) == len(stored) and not new_ids:
+        raise ValueError(f"cannot remove every item of {index_dir}: an index needs at least one")
+    present = [i for i in new_ids if i in stored]
+    if present and not upsert:
+        _refuse_present(index_dir, present)
+    removing |= set(present)
+    op = Add(added=len(new_ids), upserted=len(present)) if new_ids else Remove(removed=len(removing))
+
+    def write(tmp: Path, current: Manifest | None) -> Manifest:
+        # Under the writers' lock (the staging area is the index's one), on the version ``manifest`` was read at.
+        assert current is not None, "commit restores an index before an update runs"
         shards = open_shards(index_dir)
-        stored = set(read_parquet(index_dir / items_file("image"), "image item table").column("id").to_pylist())
-        remove = set(remove)
-        unknown = sorted(remove - stored)
-        if unknown:
-            raise ValueError(f"cannot remove {unknown[0]!r}: no item with that id in {index_dir}"
-                             + (f" ({len(unknown) - 1} more unknown ids)" if len(unknown) > 1 else ""))
-        new_ids = list(add["id"]) if add is not None else []
-        if len(remove) == len(stored) and not new_ids:
-            raise ValueError(f"cannot remove every item of {index_dir}: an index needs at least one")
-        present = [i for i in new_ids if i in stored and i not in remove]
-        if present and not upsert:
-            _refuse_present(index_dir, present)
-        remove |= set(present)
         staging = staging_dir(index_dir)
-        shutil.rmtree(staging, ignore_errors=True)
         try:
-            kept = [_without(s, remove, staging) for s in shards]
-            kept = [s for s in kept if s is not None]
+            kept = [s for s in (_without(s, removing, staging) for s in shards) if s is not None]
             added: list[Shard] = []
             if add is not None and len(add):
                 assert projection is not None, "adding items needs the index's projection"
@@ -88,20 +90,20 @@ def update_index(
             # read into memory: a memory-mapped index is read-only
             indexes = {m: read_faiss(index_dir / index_file(m), mmap=False) for m in MODALITIES}
             for m, index in indexes.items():
-                if remove:  # compaction: the trained index refilled from the kept shards, ids renumbered in order
+                if removing:  # compaction: the trained index refilled from the kept shards, ids renumbered in order
                     refill(index, [*kept, *added], m, engine)
                 else:
                     engine.add(index, blocks(added, m), desc=f"FAISS add ({m})")
-            new = copy.deepcopy(current)
-            new.history.append(UpdateEvent(added=len(new_ids), removed=len(remove), upserted=len(present),
-                                           at=timestamp()))
-            languages = [s.lang for s in manifest.spaces if s.lang]
+            languages = [s.lang for s in current.spaces if s.lang]
             skip = {SHARDS, MANIFEST, *(index_file(m) for m in MODALITIES), *(items_file(m) for m in MODALITIES)}
-            publish(index_dir, [*kept, *added], indexes, new, languages,
-                    lambda tmp: link_tree(index_dir, tmp, skip=skip))
+            return write_index(tmp, [*kept, *added], indexes, copy.deepcopy(current), languages,
+                               lambda t: link_tree(index_dir, t, skip=skip))
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    logger.info("updated %s: %d added, %d removed (%d replaced)", index_dir, len(new_ids), len(remove), len(present))
+            shutil.rmtree(staging, ignore_errors=True)  # its shards are hard-linked into ``tmp`` by now
+
+    new = commit(index_dir, op, read_at=manifest.generation, write=write)
+    logger.info("updated %s: %d added, %d removed (%d replaced)", index_dir, len(new_ids), len(removing),
+                len(present))
     return new
 
 

@@ -1,7 +1,7 @@
 """The loaded index a server shares between request threads: its warm-up, and live reloads after updates.
 
 A ``relspace add``, ``remove`` or ``reanchor`` in another process publishes a new index directory atomically
-(:func:`pipeline.store.files.atomic_directory`). The reloader notices (a ``stat`` of ``manifest.json``, at most every
+(:func:`pipeline.store.publish.commit`). The reloader notices (a ``stat`` of ``manifest.json``, at most every
 ``reload_every`` seconds, in one background thread), loads the new version beside the old one, warms it,
 and swaps one reference. A request reads that reference once and answers from that Retriever only, so each
 response comes whole from one version, tagged with its manifest ``generation``.

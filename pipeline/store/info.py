@@ -8,6 +8,7 @@ from typing import Any
 from ..core.spaces import MODALITIES
 from .layout import index_file
 from .manifest import Manifest
+from .publish import tidy_if_idle
 from .records import to_plain
 
 CANDIDATE_COLUMNS = ("name", "key", "params", "bytes", "p50_ms", "p99_ms", "recall_at_10", "reason")
@@ -20,6 +21,7 @@ def index_info(index_dir: str | Path) -> dict[str, Any]:
     key, its tuned search parameters, bytes, p50/p99 ms, recall@10 against Flat and every candidate's row.
     """
     index_dir = Path(index_dir)
+    tidy_if_idle(index_dir)  # a crashed publish's leftovers go (and a missing index comes back) if no writer is at work
     m = Manifest.read(index_dir)
     files = {mod: (index_dir / index_file(mod)).stat().st_size if (index_dir / index_file(mod)).is_file() else None
              for mod in MODALITIES}

@@ -71,5 +71,14 @@ def lock_file(index_dir: Path) -> Path:
 
 
 def swap_prefix(index_dir: Path, role: str) -> str:
-    """Name prefix of a swap's temporary sibling: ``role`` "tmp" (the new version) or "old" (the replaced one)."""
+    """Name prefix of a swap's temporary sibling: ``role`` "tmp" (the new version, and after an exchange the
+    replaced one) or "old" (the replaced one, in the rename fallback)."""
     return f".{index_dir.name}.{role}-"
+
+
+def is_leftover(index_dir: Path, name: str) -> bool:
+    """Whether sibling ``name`` is a publish's temporary of ``index_dir``: a swap directory (``swap_prefix`` and
+    mkdtemp's 8 characters, so that the leftovers of an index named ``x.tmp-1`` are not taken for ``x``'s) or
+    the update staging area. Never the partial build (a resumed build needs it) nor the lock."""
+    swap = re.fullmatch(rf"\.{re.escape(index_dir.name)}\.(tmp|old)-[a-z0-9_]{{8}}", name)
+    return swap is not None or name == staging_dir(index_dir).name

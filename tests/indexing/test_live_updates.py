@@ -30,6 +30,8 @@ from pipeline.serve import create_app
 from pipeline.store.layout import MANIFEST
 from pipeline.store.manifest import Manifest
 
+from ..conftest import tree_bytes
+
 ROOT = Path(__file__).resolve().parents[2]
 NEW_ITEMS = ROOT / "docs" / "new-items"
 ADDED = ["blue-square", "green-triangle"]
@@ -85,16 +87,34 @@ def test_a_loaded_index_never_reads_files_of_the_next_version(index: Path, small
     assert Retriever.load(index).thumbnail(ids[0]) is None
 
 
-def test_concurrent_updates_keep_each_others_history(index: Path, small_retriever) -> None:
-    """Regression: an update built its manifest from the one its caller loaded, so a second writer that had
-    loaded before the first published dropped the first's history entry (its data was kept)."""
+def test_a_writer_prepared_against_an_older_generation_is_refused(index: Path, small_retriever) -> None:
+    """One rule for every writer (store/publish.commit): an update read at generation g is refused once the
+    index is at g+1, and the refused writer, reloaded, keeps the other's history entry (an update once built
+    its manifest from the one its caller loaded, and dropped the first writer's entry)."""
     ids = small_retriever.items["image"].column("id").to_pylist()
     first, second = Retriever.load(index), Retriever.load(index)  # both loaded before either writes
     g0, h0 = first.manifest.generation, len(first.manifest.history)
     first.remove([ids[0]])
-    second.remove([ids[1]])
+    with pytest.raises(ValueError, match=rf"the index at {index} changed since it was read \(generation {g0}, "
+                                         rf"now {g0 + 1}\): reload it and retry"):
+        second.remove([ids[1]])
+    second.reload().remove([ids[1]])
     m = Manifest.read(index)
     assert (m.generation, len(m.history), m.counts.items) == (g0 + 2, h0 + 2, len(ids) - 2)
+
+
+def test_an_add_prepared_against_generation_g_is_refused_at_g_plus_1(index: Path, new_items: Path,
+                                                                      small_retriever) -> None:
+    ids = small_retriever.items["image"].column("id").to_pylist()
+    stale = Retriever.load(index)
+    g = stale.manifest.generation
+    Retriever.load(index).remove([ids[0]])
+    before = tree_bytes(index)
+    with pytest.raises(ValueError, match=rf"changed since it was read \(generation {g}, now {g + 1}\): reload"):
+        stale.add(new_items)
+    assert tree_bytes(index) == before  # nothing changed on disk
+    assert sorted(p.name for p in index.parent.iterdir()) == sorted([index.name, f".{index.name}.lock"])
+    assert stale.manifest.generation == g and stale.search(text="a blue square", k=3)  # still its own version
 
 
 def test_reanchor_refuses_to_publish_over_an_update_it_did_not_see(index: Path, small_retriever) -> None:
@@ -103,7 +123,7 @@ def test_reanchor_refuses_to_publish_over_an_update_it_did_not_see(index: Path, 
     ids = small_retriever.items["image"].column("id").to_pylist()
     stale = Retriever.load(index)
     Retriever.load(index).remove([ids[0]])
-    with pytest.raises(ValueError, match="changed since it was loaded"):
+    with pytest.raises(ValueError, match="changed since it was read"):
         stale.swap_encoder("text", "minilm-l3", in_place=True)
     assert Retriever.load(index).manifest.counts.items == len(ids) - 1  # the update stands, the index loads
 
@@ -126,7 +146,7 @@ def test_reloader_swaps_in_a_new_version_and_survives_the_swap_window(index: Pat
         old = reloader.retriever
         Retriever.load(index).add(new_items)  # another writer
         moved = index.with_name("moved")
-        index.rename(moved)  # the instant between atomic_directory's two renames: no index at the path
+        index.rename(moved)  # the window of the two-rename fallback (no renameat2): no index at the path
         assert not reloader.refresh() and reloader.retriever is old
         assert _search(client, text="a blue square")["generation"] == g0
         moved.rename(index)
