@@ -20,6 +20,7 @@ from ..store.files import atomic_directory, link_tree
 from ..store.layout import MANIFEST, SHARDS, index_file, items_file
 from ..store.manifest import Manifest
 from ..store.shards import Shard
+from ..store.verify import record_files
 from .engines import Engine
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def publish(
             if tables[m].num_rows != indexes[m].ntotal:
                 raise RuntimeError(f"{m}: {indexes[m].ntotal} vectors but {tables[m].num_rows} item rows")
         manifest.succeed(out)  # under the caller's lock for updates, so no two publishes take one generation
+        record_files(tmp, manifest)  # every file's size and checksum: relspace verify, and each load's size check
         (tmp / MANIFEST).write_text(manifest.to_json())
     logger.info("wrote index %s: %d images, %d captions in %d shards", out, indexes["image"].ntotal,
                 indexes["text"].ntotal, len(shards))

@@ -22,6 +22,7 @@ from ..store.files import atomic_directory, index_lock, link_tree
 from ..store.layout import ANCHORS, MANIFEST, PROJECTORS
 from ..store.manifest import Manifest
 from ..store.records import ReanchorEvent, timestamp
+from ..store.verify import record_files
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ def reanchor(
             link_tree(index_dir, tmp, skip={PROJECTORS, MANIFEST})
             save_projectors(tmp / PROJECTORS, new_projectors)
             new_manifest.succeed(out)
+            record_files(tmp, new_manifest)  # the new projector file's checksum; the linked files' again
             (tmp / MANIFEST).write_text(new_manifest.to_json())
     logger.info("re-anchored %s: %s -> %s on %d anchors, written to %s", key, old.spec, encoder.spec,
                 len(anchors), out)
