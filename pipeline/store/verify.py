@@ -121,9 +121,13 @@ def check_sizes(index_dir: Path, manifest: Manifest) -> None:
     """Refuse an index with a missing or resized file, naming it (see :func:`size_problems`).
 
     Raises:
-        IndexCorruptError: the first such file, and how many others there are.
+        FileNotFoundError: a file is missing, named.
+        IndexCorruptError: the first file of another size, and how many others there are.
     """
     problems = size_problems(index_dir, manifest)
+    missing = next((p for p in problems if p.reason == "missing"), None)
+    if missing is not None:  # the error an incomplete index always gave (read_faiss, read_parquet)
+        raise FileNotFoundError(f"{index_dir / missing.file} is missing; the index is incomplete: rebuild it")
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise IndexCorruptError(f"{index_dir} is damaged: {problems[0]}{more}; run `relspace verify {index_dir}` "
