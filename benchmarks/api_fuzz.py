@@ -77,11 +77,24 @@ def validate(case: Any, response: Any, figures: Figures, label: str) -> None:
             figures.failures.append(f"{label}: {response.status_code}: {str(e).strip().splitlines()[0]}")
 
 
-def run(index: str, cases: int, scenarios: int, steps: int, seed: int) -> Figures:
-    import schemathesis
-    from hypothesis import HealthCheck, given, settings
+def stateless(operation: Any, mode: str, n: int, seed: int, figures: Figures, label: str, base: Any) -> None:
+    """Up to ``n`` cases of one operation in one generation mode, each called and checked."""
+    from hypothesis import given, settings
     from hypothesis import seed as hypothesis_seed
     from schemathesis import GenerationMode
+
+    @hypothesis_seed(seed)
+    @settings(base, max_examples=n)
+    @given(case=operation.as_strategy(generation_mode=GenerationMode(mode)))
+    def one(case: Any) -> None:
+        validate(case, case.call(), figures, label)
+
+    one()
+
+
+def run(index: str, cases: int, scenarios: int, steps: int, seed: int) -> Figures:
+    import schemathesis
+    from hypothesis import HealthCheck, settings
 
     from pipeline import Retriever
     from pipeline.serve import create_app
@@ -92,14 +105,7 @@ def run(index: str, cases: int, scenarios: int, steps: int, seed: int) -> Figure
     total = sum(SHARES.values())
     for (method, path, mode), share in SHARES.items():
         label = f"{method} {path} {mode}"
-
-        @hypothesis_seed(seed)
-        @settings(quiet, max_examples=max(1, round(cases * share / total)))
-        @given(case=schema[path][method].as_strategy(generation_mode=GenerationMode(mode)))
-        def stateless(case: Any, label: str = label) -> None:
-            validate(case, case.call(), figures, label)
-
-        stateless()
+        stateless(schema[path][method], mode, max(1, round(cases * share / total)), seed, figures, label, quiet)
         print(f"{label}: {figures.cases[label]} cases", file=sys.stderr)
 
     class Scenarios(schema.as_state_machine()):  # type: ignore[misc]
