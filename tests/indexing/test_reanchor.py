@@ -50,12 +50,13 @@ def test_swap_text_encoder_keeps_stored_vectors(index_copy: Path) -> None:
 def test_swap_refuses_tampered_anchors(index_copy: Path) -> None:
     from pipeline.space.anchors import AnchorSet
 
+    r = Retriever.load(index_copy)  # before the tampering, which a load now refuses by the file's size
     a = AnchorSet.load(index_copy / "anchors.parquet")
     a.captions["en"][0] = [a.captions["en"][0][0] + " (edited)"]  # an anchor's captions are a list
     a.save(index_copy / "anchors.parquet")
     manifest = (index_copy / "manifest.json").read_text()
     with pytest.raises(IndexMismatchError, match="anchor set mismatch"):
-        Retriever.load(index_copy).swap_encoder("text", "minilm-l3", in_place=True)
+        r.swap_encoder("text", "minilm-l3", in_place=True)
     assert (index_copy / "manifest.json").read_text() == manifest
 
 
