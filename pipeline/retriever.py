@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .ann.faiss_index import read_faiss, search_faiss
+from .ann.faiss_index import check_scores, read_faiss, search_faiss
 from .config import Config, load_config
 from .core.io import read_parquet
 from .core.limits import Limits
@@ -29,6 +29,7 @@ from .store.items import Hit, ItemTables
 from .store.layout import PROJECTORS, index_file, items_file
 from .store.manifest import Manifest
 from .store.publish import tidy_if_idle
+from .store.verify import check_sizes, verify_index
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +106,9 @@ class Retriever:
         device: str | None = None,
         limits: Limits | None = None,
         encoders: dict[SpaceKey, Encoder] | None = None,
+        verify: bool = False,
     ) -> Retriever:
-        """Open an index directory.
+        """Open an index directory; every file's size is checked against the manifest's record (a stat each).
 
         Args:
             index_dir: a directory written by :meth:`build`.
@@ -118,14 +120,20 @@ class Retriever:
             limits: bounds on queries; default :class:`~pipeline.core.limits.Limits()`.
             encoders: query encoders already loaded (by space), reused instead of loaded again; one the
                 index does not name (a reanchor replaced it) is left out. See :meth:`reload`.
+            verify: first check every file's checksum and every stored vector's norm, as ``relspace verify``
+                does (reads the whole index; an index without checksums is refused).
 
         Raises:
             IndexMismatchError: the manifest does not fit the given encoders or anchors.
+            IndexCorruptError: a file is missing or of another size than published (or, with ``verify``, damaged).
         """
         index_dir = Path(index_dir)
         if not index_dir.exists():  # a publish that crashed between its renames: restore the newest version
             tidy_if_idle(index_dir, clean=False)
+        if verify:
+            verify_index(index_dir).raise_if_damaged()
         manifest = Manifest.read(index_dir)
+        check_sizes(index_dir, manifest)
         for modality, spec in (("text", text_encoder), ("image", image_encoder)):
             if spec is not None:
                 manifest.check(modality, spec=ensemble_spec(spec, f"{modality}_encoder"))
@@ -243,6 +251,7 @@ class Retriever:
             return search_one_per_item(self.indexes["text"], self.tables, xq, k, len(self.caption_languages))
         keep = self.tables.in_lang(result_lang) if result_lang is not None else None
         D, I = search_faiss(self.indexes[target], xq, k, keep=keep)
+        check_scores(self.indexes[target], xq, D, I, self.index_dir / index_file(target))  # corruption, not hits
         return [self.tables.hits(target, d, i) for d, i in zip(D, I)]
 
     # -- re-anchoring -----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 
 MODULES = ["benchmarks", "benchmarks.common", "benchmarks.image", "benchmarks.workers", "benchmarks.text",
            "benchmarks.query", "benchmarks.index", "benchmarks.load_test", "benchmarks.reanchor",
-           "benchmarks.scale", "benchmarks.resume", "benchmarks.soak", "benchmarks.decode_guard",
+           "benchmarks.scale", "benchmarks.resume", "benchmarks.soak", "benchmarks.decode_guard", "benchmarks.api_fuzz",
            "benchmarks.__main__"]
 
 

@@ -15,6 +15,18 @@ logger = logging.getLogger(__name__)
 
 ADD_BATCH = 65_536
 MAPPED = "relspace_mapped_from"  # attribute read_faiss sets on a memory-mapped (read-only) index
+# How far an inner product of L2-normalised vectors may stray outside [-1, 1] before it is corruption, by how
+# the index stores its codes: exact float32 codes (Flat, HNSW, IVF-Flat) only by rounding; 8-bit scalar codes
+# and product quantization by their reconstruction error, which on the small index's 80-dim relative vectors
+# stays under 0.1 (SQ8 ~0.01, PQ with 8-bit codes ~0.1): 0.5 never flags a sound index, and a flipped exponent
+# (1e38) or a NaN is caught by either.
+EXACT_TOLERANCE = 1e-3
+LOSSY_TOLERANCE = 0.5
+
+
+class IndexCorruptError(RuntimeError):
+    """An index file whose contents are impossible (a score or vector norm no sound index gives): damaged data,
+    never a result. A RuntimeError, not a ValueError: it is the server's fault, not the query's."""
 
 
 def build_faiss(
@@ -185,6 +197,35 @@ def search_faiss(
     bits = np.packbits(np.asarray(keep, dtype=bool), bitorder="little")
     selector = faiss.IDSelectorBitmap(len(keep), faiss.swig_ptr(bits))  # reads ``bits``, alive until we return
     return index.search(xq, k, params=_filter_params(index, selector))
+
+
+def score_tolerance(index: Any) -> float:
+    """How far a score or a norm may exceed 1 on this index (see EXACT_TOLERANCE), from the codes it stores."""
+    import faiss
+
+    lossy = (faiss.IndexScalarQuantizer, faiss.IndexIVFScalarQuantizer, faiss.IndexPQ, faiss.IndexIVFPQ,
+             faiss.IndexHNSWSQ, faiss.IndexHNSWPQ, faiss.IndexLSH, faiss.IndexAdditiveQuantizer,
+             faiss.IndexIVFAdditiveQuantizer)
+    top = layers(index)
+    if isinstance(top[0], faiss.IndexRefine):  # the final scores come from the refinement's index
+        top = layers(top[0].refine_index)
+    return LOSSY_TOLERANCE if any(isinstance(la, lossy) for la in top) else EXACT_TOLERANCE
+
+
+def check_scores(index: Any, xq: np.ndarray, scores: np.ndarray, ids: np.ndarray, path: str | Path) -> None:
+    """Refuse scores no sound index gives: stored vectors have unit (or zero) norm, so a query ``q`` scores at
+    most ``|q| (1 + tolerance)`` (relative queries are unit vectors too; a caller's own may not be).
+
+    Raises:
+        IndexCorruptError: naming ``path`` (the index file) and the FAISS id of the first impossible score.
+    """
+    found = ids >= 0  # -1 pads rows that fewer than k vectors passed
+    bound = np.linalg.norm(np.asarray(xq, dtype=np.float64), axis=1, keepdims=True) * (1.0 + score_tolerance(index))
+    bad = found & ~(np.abs(scores) <= bound + 1e-6)  # NaN fails the comparison too
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise IndexCorruptError(f"{path} is damaged: vector #{ids[row, col]} scored {scores[row, col]:.6g}, "
+                                f"impossible for unit vectors; run `relspace verify` and rebuild the index")
 
 
 def _filter_params(index: Any, selector: Any) -> Any:

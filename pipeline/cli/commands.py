@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from typing import Any
 
 from ..config import load_config
@@ -147,13 +148,38 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     info = index_info(args.index_dir)
     print(json.dumps(info, indent=2, ensure_ascii=False) if args.json else format_info(info))
-    return 0
+    for problem in info["problems"]:
+        print(f"relspace: damaged: {args.index_dir}/{problem}", file=sys.stderr)
+    return 1 if info["problems"] else 0
+
+
+# ``relspace verify`` exit codes: 0 every checksum and vector norm as published; 1 damaged (a line per problem);
+# 3 an index written before checksums were recorded, which cannot be verified (never a pass). 2 stays every
+# command's code for an error (no index there).
+VERIFY_OK, VERIFY_DAMAGED, VERIFY_NO_CHECKSUMS = 0, 1, 3
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ..store.verify import no_checksums, verify_index
+
+    report = verify_index(args.index_dir)
+    for problem in report.problems:
+        print(f"damaged: {args.index_dir}/{problem}")
+    if report.problems:
+        print(f"relspace: {args.index_dir} is damaged ({len(report.problems)} problems): rebuild it", file=sys.stderr)
+        return VERIFY_DAMAGED
+    if not report.has_checksums:
+        print(f"relspace: {no_checksums(args.index_dir)}", file=sys.stderr)
+        return VERIFY_NO_CHECKSUMS
+    print(f"{args.index_dir}: ok ({len(report.checked)} files, {report.vectors} vector norms checked)")
+    return VERIFY_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..serve import serve
 
-    serve(args.index_dir, host=args.host, port=args.port, device=args.device, reload_every=args.reload_every or None)
+    serve(args.index_dir, host=args.host, port=args.port, device=args.device, reload_every=args.reload_every or None,
+          verify=args.verify)
     return 0
 
 

@@ -16,6 +16,7 @@ from .commands import (
     cmd_search,
     cmd_serve,
     cmd_sweep,
+    cmd_verify,
     engine_options,
 )
 
@@ -125,11 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(fn=cmd_info)
 
+    s = add("verify", help="check every file of an index against its checksums, and every stored vector's norm",
+            description="Exit codes: 0 clean; 1 damaged (a line per damaged file); 2 error; "
+                        "3 written by an older relspace without checksums (rebuild it to verify).")
+    s.add_argument("index_dir")
+    s.set_defaults(fn=cmd_verify)
+
     s = add("serve", help="serve an index over HTTP with a search page")
     s.add_argument("index_dir")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--reload-every", type=float, default=0.5, metavar="S",
                    help="check for a new version of the index every S seconds and swap it in (0: never)")
+    s.add_argument("--verify", action="store_true",
+                   help="check every checksum and vector norm before serving (as relspace verify; reads the index)")
     s.set_defaults(fn=cmd_serve)
     return p

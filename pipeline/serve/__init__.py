@@ -49,6 +49,7 @@ def serve(
     warm: bool = True,
     log_level: str | None = None,
     reload_every: float | None = 0.5,
+    verify: bool = False,
 ) -> None:
     """Load an index once and serve it with uvicorn until interrupted.
 
@@ -68,13 +69,15 @@ def serve(
         reload_every: seconds between checks for a new version published by ``relspace add``, ``remove``
             or ``reanchor`` (a ``stat``); it is loaded in the background and swapped in without a restart.
             None or 0 serves the version loaded at start until the process ends.
+        verify: check every file's checksum and every stored vector's norm before serving, refusing a damaged
+            index (``relspace verify``); a load always checks sizes.
     """
     import uvicorn
 
     from ..retriever import Retriever
     from .app import warm_up
 
-    retriever = Retriever.load(index_dir, device=device, limits=limits)
+    retriever = Retriever.load(index_dir, device=device, limits=limits, verify=verify)
     if warm:
         warm_up(retriever)
     app = create_app(retriever, limits=limits, reload_every=reload_every)

@@ -96,8 +96,20 @@ def _openapi(app: FastAPI, reloader: IndexReloader) -> dict[str, Any]:
     if app.openapi_schema is None:
         r = reloader.retriever
         body = search_body(reloader.limits, r.languages, r.caption_languages)
-        FastAPI.openapi(app)["paths"]["/search"]["post"]["requestBody"] = body
+        doc = FastAPI.openapi(app)
+        doc["paths"]["/search"]["post"]["requestBody"] = body
+        doc["paths"]["/search"]["post"]["responses"]["200"]["links"] = _hit_links(doc)
     return app.openapi_schema
+
+
+def _hit_links(doc: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI links from a search's first hit to its item and its thumbnail: a client learns that a hit's id is
+    an item key, and Schemathesis's stateful phase follows them (search, then the items it found)."""
+    def link(path: str, what: str) -> dict[str, Any]:
+        return {"operationId": doc["paths"][path]["get"]["operationId"], "description": f"the first hit's {what}",
+                "parameters": {"path.item_id": "$response.body#/hits/0/id"}}
+
+    return {"HitItem": link("/items/{item_id}", "item"), "HitThumbnail": link("/items/{item_id}/image", "thumbnail")}
 
 
 def static_dir() -> Path:

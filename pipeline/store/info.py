@@ -10,6 +10,7 @@ from .layout import index_file
 from .manifest import Manifest
 from .publish import tidy_if_idle
 from .records import to_plain
+from .verify import structure_problems
 
 CANDIDATE_COLUMNS = ("name", "key", "params", "bytes", "p50_ms", "p99_ms", "recall_at_10", "reason")
 
@@ -19,6 +20,7 @@ def index_info(index_dir: str | Path) -> dict[str, Any]:
 
     ``faiss.auto`` holds, per modality, the record of ``pipeline.ann.auto.choose_index``: the chosen factory
     key, its tuned search parameters, bytes, p50/p99 ms, recall@10 against Flat and every candidate's row.
+    ``problems`` lists files missing, resized or unreadable (cheap checks; ``relspace verify`` reads everything).
     """
     index_dir = Path(index_dir)
     tidy_if_idle(index_dir)  # a crashed publish's leftovers go (and a missing index comes back) if no writer is at work
@@ -36,6 +38,8 @@ def index_info(index_dir: str | Path) -> dict[str, Any]:
         "faiss": {k: v for k, v in to_plain(m.faiss).items() if k != "auto"},
         "faiss_file_bytes": files,
         "auto": to_plain(m.faiss.auto),
+        "checksums": len(m.files),
+        "problems": [str(p) for p in structure_problems(index_dir, m)],
     }
 
 
@@ -64,6 +68,7 @@ def format_info(info: dict[str, Any]) -> str:
             widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(CANDIDATE_COLUMNS)]
             lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(CANDIDATE_COLUMNS, widths)).rstrip())
             lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    lines += [f"DAMAGED    {p}" for p in info.get("problems", [])]
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ from .records import (
     AnchorRecord,
     Counts,
     FaissRecord,
+    FileRecord,
     HistoryEntry,
     event_to_plain,
     read_event,
@@ -32,7 +33,8 @@ from .records import (
 
 logger = logging.getLogger(__name__)
 
-# 3: typed records; history entries record the generation they published, re-anchorings their time.
+# 3: typed records; history entries record the generation they published, re-anchorings their time. Later, and
+#    compatibly (an optional field): ``files``, every published file's size and sha256 (empty in earlier ones).
 # 2: vectors kept in shards/, thumbnails per shard, counts.text_langs; read by upgrading (_from_format_2).
 # 1: refused (rebuild).
 FORMAT_VERSION = 3
@@ -58,6 +60,9 @@ class Manifest:
     history: list[HistoryEntry] = field(default_factory=list)  # updates and re-anchorings, oldest first
     format_version: int = FORMAT_VERSION  # bumped when the directory layout or this file's shape changes
     generation: int = 0  # +1 on every publish of this directory (build, add, remove, reanchor); 0 in older indexes
+    # every published file but this one, by path inside the index (shards by their shard.json, which holds their
+    # files' checksums), recorded by pipeline.store.verify.record_files; empty in an index written before it
+    files: dict[str, FileRecord] = field(default_factory=dict)
     # history entries before this one are published (and carry their generation); later ones await succeed()
     _published: int = field(init=False, repr=False, compare=False)
 
@@ -124,6 +129,8 @@ class Manifest:
                 history=[read_event(e, where, f"history[{i}].")
                          for i, e in enumerate(_scalar(data.get("history", []), list, where, "history"))],
                 generation=_scalar(data.get("generation", 0), int, where, "generation"),
+                files={k: read_record(FileRecord, v, where, f"files.{k}.")
+                       for k, v in _scalar(data.get("files", {}), dict, where, "files").items()},
             )
         except ConfigError as e:
             raise ValueError(f"{e}; the index is damaged: rebuild it") from None

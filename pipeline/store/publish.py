@@ -28,6 +28,7 @@ from .files import fsync_dir, fsync_tree, index_lock, make_staging, swap_in
 from .layout import MANIFEST, is_leftover
 from .manifest import Manifest
 from .records import HistoryEntry, ReanchorEvent, UpdateEvent, timestamp
+from .verify import record_files
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ def files_written(tmp: Path, manifest: Manifest) -> None:
     should record about them (sizes, checksums).
     """
     fsync_tree(tmp)
+    record_files(tmp, manifest)  # every file's size and checksum: relspace verify, and each load's size check
 
 
 def fault(point: str) -> None:

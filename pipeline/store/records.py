@@ -97,6 +97,15 @@ class FaissRecord:
     auto: dict[Modality, AutoChoice] = field(default_factory=dict)  # empty unless factory is "auto"
 
 
+@dataclass(frozen=True)
+class FileRecord:
+    """A published file's size and checksum, as the publish wrote it: ``relspace verify`` compares both, a load
+    the size alone (a stat, so every load can afford it)."""
+
+    bytes: int  # size in bytes
+    sha256: str  # hex digest of the contents (pipeline.core.hashing.file_sha256)
+
+
 def timestamp() -> str:
     """Local time with its offset, as history entries record it."""
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -9,7 +9,6 @@ shard is detected and rebuilt, never silently used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.hashing import file_sha256
 from ..core.io import read_parquet
 from ..core.spaces import MODALITIES
 from .layout import SHARD_META, SHARD_NAME, SHARDS, THUMBNAILS, items_file, shard_name, shard_temp, vectors_file
@@ -144,7 +144,7 @@ def write_shard(root: Path, number: int, payload: ShardPayload, *, rows: tuple[i
         pq.write_table(normalise_items(payload.items[m], m), tmp / items_file(m))
     if payload.thumbnails is not None:  # PNG is compressed already; uncompressed parquet reads zero-copy
         pq.write_table(payload.thumbnails, tmp / THUMBNAILS, compression="none")
-    files = {f.name: {"bytes": f.stat().st_size, "sha256": _sha256(f)} for f in sorted(tmp.iterdir())}
+    files = {f.name: {"bytes": f.stat().st_size, "sha256": file_sha256(f)} for f in sorted(tmp.iterdir())}
     shard = Shard(final, list(rows), source, anchors, {m: len(payload.vectors[m]) for m in MODALITIES}, files)
     meta = {k: v for k, v in asdict(shard).items() if k != "path"}
     (tmp / SHARD_META).write_text(json.dumps(meta, indent=1))
@@ -172,7 +172,7 @@ def read_shard(path: Path, *, source: str | None = None, anchors: str | None = N
         f = path / name
         if not f.is_file():
             raise ShardError(f"shard {path}: {name} is missing")
-        if f.stat().st_size != rec["bytes"] or _sha256(f) != rec["sha256"]:
+        if f.stat().st_size != rec["bytes"] or file_sha256(f) != rec["sha256"]:
             raise ShardError(f"shard {path}: {name} is damaged (size or checksum differs from {SHARD_META})")
     expected = {"source": source, "anchors": anchors, "rows": None if rows is None else list(rows)}
     for key, want in expected.items():
@@ -215,11 +215,3 @@ def open_shards(index_dir: Path) -> list[Shard]:
     if not paths:
         raise ShardError(f"{index_dir} has no {SHARDS}/ directory of vectors; rebuild the index with this relspace")
     return [read_shard(p) for p in paths]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()

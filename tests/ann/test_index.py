@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 
 from pipeline.ann.faiss_index import (
+    EXACT_TOLERANCE,
+    LOSSY_TOLERANCE,
     MAPPED,
+    IndexCorruptError,
     add_blocks,
     apply_search_params,
     build_faiss,
+    check_scores,
     read_faiss,
+    score_tolerance,
     search_faiss,
     search_params,
     write_faiss,
@@ -193,3 +198,22 @@ def _rows(start: int, end: int) -> np.ndarray:
     keep = np.zeros(len(XB), dtype=bool)
     keep[start:end] = True
     return keep
+
+
+@pytest.mark.parametrize(("factory", "tolerance"), [("Flat", EXACT_TOLERANCE), ("HNSW16", EXACT_TOLERANCE),
+                                                   ("IVF4,Flat", EXACT_TOLERANCE), ("SQ8", LOSSY_TOLERANCE),
+                                                   ("PQ8x4", LOSSY_TOLERANCE), ("IVF4,PQ8x4,RFlat", EXACT_TOLERANCE)])
+def test_sound_scores_pass_and_impossible_ones_name_the_file(factory: str, tolerance: float) -> None:
+    index = build_faiss(XB, factory)
+    assert score_tolerance(index) == tolerance
+    D, I = search_faiss(index, XQ, 10)
+    check_scores(index, XQ, D, I, "image.faiss")  # a sound index's own scores, lossy codes included
+    check_scores(index, 10 * XQ, 10 * D, I, "image.faiss")  # a caller's query of norm 10 scores up to 10
+    D[3, 0], I[3, 0] = 1.03e38, 42
+    with pytest.raises(IndexCorruptError, match=r"image\.faiss is damaged: vector #42 scored 1\.03e\+38"):
+        check_scores(index, XQ, D, I, "image.faiss")
+    D[3, 0] = np.nan
+    with pytest.raises(IndexCorruptError, match="scored nan"):
+        check_scores(index, XQ, D, I, "image.faiss")
+    D[3, 0], I[3, 0] = 1e38, -1  # a padded slot (fewer than k passed a filter) is no hit
+    check_scores(index, XQ, D, I, "image.faiss")

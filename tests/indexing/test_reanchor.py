@@ -12,6 +12,7 @@ from pipeline import Retriever
 from pipeline.cli import main
 from pipeline.core.spaces import TEXT, SpaceKey
 from pipeline.store.manifest import IndexMismatchError
+from pipeline.store.verify import verify_index
 
 from ..conftest import tree_bytes
 
@@ -37,6 +38,8 @@ def test_swap_text_encoder_keeps_stored_vectors(index_copy: Path) -> None:
     assert (index_copy / "image.faiss").stat().st_ino == image_inode
     again = Retriever.load(index_copy)
     assert (again.indexes["text"].reconstruct(0) == before).all()
+    report = verify_index(index_copy)  # the new projector file's checksum is recorded, not the old one's
+    assert report.ok and "projector.safetensors" in report.checked, report.problems
     hits = again.search(text="a red heart", k=5)
     assert len(hits) == 5 and all(h.modality == "image" for h in hits)
     assert again.encoder("text").spec == "minilm-l3"
@@ -47,12 +50,13 @@ def test_swap_text_encoder_keeps_stored_vectors(index_copy: Path) -> None:
 def test_swap_refuses_tampered_anchors(index_copy: Path) -> None:
     from pipeline.space.anchors import AnchorSet
 
+    r = Retriever.load(index_copy)  # before the tampering, which a load now refuses by the file's size
     a = AnchorSet.load(index_copy / "anchors.parquet")
     a.captions["en"][0] = [a.captions["en"][0][0] + " (edited)"]  # an anchor's captions are a list
     a.save(index_copy / "anchors.parquet")
     manifest = (index_copy / "manifest.json").read_text()
     with pytest.raises(IndexMismatchError, match="anchor set mismatch"):
-        Retriever.load(index_copy).swap_encoder("text", "minilm-l3", in_place=True)
+        r.swap_encoder("text", "minilm-l3", in_place=True)
     assert (index_copy / "manifest.json").read_text() == manifest
 
 

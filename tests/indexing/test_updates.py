@@ -11,6 +11,7 @@ import pytest
 from pipeline import Retriever
 from pipeline.cli import main
 from pipeline.store.shards import ShardError
+from pipeline.store.verify import verify_index
 
 from ..conftest import N_A, SMALL_ITEMS, folder_config, stored_vectors, top10
 
@@ -70,6 +71,7 @@ def test_remove_hides_items_in_every_space(updated, folders, tmp_path) -> None:
     assert main(["remove", str(copy), "--ids", *ids]) == 0
     mine = Retriever.load(copy)
     assert mine.manifest.counts.items == SMALL_ITEMS - 2
+    assert verify_index(r.index_dir).ok and verify_index(copy).ok  # an add and a remove record their checksums
     for row in gone:  # its own caption and its own image cannot find it, in any space or language
         image = (folders["ab"].parent / row["image"]).read_bytes()
         queries = [mine.embed(text=row["caption"]), mine.embed(text=row["caption_es"], lang="es"),
@@ -89,10 +91,11 @@ def test_a_damaged_shard_is_named_and_never_merged(updated, tmp_path) -> None:
     r, _ = updated
     copy = tmp_path / "idx"
     shutil.copytree(r.index_dir, copy)
+    mine = Retriever.load(copy)  # before the damage, which a load now refuses by the file's size
     victim = copy / "shards" / "000001" / "image.npy"
     victim.write_bytes(victim.read_bytes()[:-100])
     with pytest.raises(ShardError, match=r"shards/000001: image\.npy is damaged"):
-        Retriever.load(copy).remove([r.items["image"].column("id")[0].as_py()])
+        mine.remove([r.items["image"].column("id")[0].as_py()])
 
 
 

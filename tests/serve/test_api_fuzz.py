@@ -81,6 +81,33 @@ def test_operation_conforms_and_never_fails(api_schema, operation: tuple[str, st
     run()
 
 
+# The stateful phase: scenarios that follow the OpenAPI links of /openapi.json (a search's first hit -> its item,
+# its thumbnail), so the item routes also get ids the index holds, not only random strings. Scenarios and steps in
+# the CI profile, scaled like the budgets above (nightly: 40x); valid searches dominate its time.
+STATEFUL_SCENARIOS, STATEFUL_STEPS = 12, 4
+
+
+def test_stateful_links_conform_and_never_fail(api_schema) -> None:
+    links = api_schema.raw_schema["paths"]["/search"]["post"]["responses"]["200"]["links"]
+    assert {link["parameters"]["path.item_id"] for link in links.values()} == {"$response.body#/hits/0/id"}
+
+    found: list[str] = []
+
+    class Scenarios(api_schema.as_state_machine()):  # type: ignore[misc]
+        def validate_response(self, response, case, additional_checks=None, **kwargs) -> None:
+            label = f"{case.method.upper()} {case.operation.path} stateful"
+            CASES[label] += 1
+            if response.status_code == 200 and case.operation.path.startswith("/items/"):
+                found.append(case.path_parameters["item_id"])  # an id that came from a hit: random ones are unknown
+            case.validate_response(response, checks=FORM_CHECKS if case.media_type == "multipart/form-data"
+                                   else CHECKS)
+
+    scale = settings.default.max_examples / CI_EXAMPLES
+    Scenarios.run(settings=settings(max_examples=round(STATEFUL_SCENARIOS * scale), stateful_step_count=STATEFUL_STEPS,
+                                    suppress_health_check=list(HealthCheck), deadline=None))
+    assert found, dict(CASES)  # the links were followed, not only declared
+
+
 def test_enough_cases_ran() -> None:
     """The fuzzing is bounded from below too: fewer cases than MIN_CASES would be a weaker test than claimed."""
     assert CASES, "run the whole module: the fuzz tests above count their cases here"
