@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pipeline.ann.faiss_index import IndexCorruptError
 from pipeline.data.images import ImageLoadError, ImageShapeError, ImageTooLargeError
 from pipeline.query import QueryError
 
@@ -88,6 +89,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(422, describe(exc))
+
+    @app.exception_handler(IndexCorruptError)  # the index on disk is damaged: not the client's fault, nor a bug
+    async def _corrupt_index(request: Request, exc: IndexCorruptError) -> JSONResponse:
+        logger.error("damaged index on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(503, f"the index is damaged and cannot answer ({exc}); run relspace verify on it")
 
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -107,3 +107,23 @@ def test_form_k_is_digits_in_schema_and_server(client, k: str) -> None:
     res = client.post("/search", files={"text": (None, "cat"), "k": (None, k)})
     assert res.status_code == 422, res.text
     assert client.post("/search", files={"text": (None, "cat"), "k": (None, "5")}).status_code == 200
+
+
+def test_a_damaged_index_is_a_503_that_says_so() -> None:
+    """An impossible score (tests/store/test_verify.py) raises IndexCorruptError: never a hit, never a bare 500."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from pipeline.ann.faiss_index import IndexCorruptError
+    from pipeline.serve.errors import install_error_handlers
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise IndexCorruptError("/x/image.faiss is damaged: vector #5 scored 1.03e38")
+
+    with TestClient(app) as c:
+        res = c.get("/boom")
+    assert res.status_code == 503 and "vector #5" in res.json()["detail"] and "relspace verify" in res.json()["detail"]
