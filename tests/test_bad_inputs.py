@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from pipeline import IndexMismatchError, Retriever
+from pipeline.ann.faiss_index import IndexCorruptError
 from pipeline.config import ConfigError, load_config
 from pipeline.data.images import ImageLoadError, load_image, probe_image
 from pipeline.query import QueryError
@@ -222,16 +223,18 @@ def _manifest(edit: Callable[[dict], None]) -> Callable[[Path], None]:
 
 
 DAMAGED = [
-    ("faiss-truncated", _truncate("image.faiss"), ValueError, r"FAISS index file \S+image\.faiss is damaged"),
-    ("faiss-missing", _remove("text.faiss"), FileNotFoundError, r"FAISS index file missing: \S+text\.faiss"),
-    ("items-corrupt", _garbage("image_items.parquet"), ValueError,
-     r"image item table \S+image_items\.parquet is damaged"),
-    ("items-truncated", _truncate("text_items.parquet"), ValueError,
-     r"text item table \S+text_items\.parquet is damaged"),
-    ("projector-truncated", _truncate("projector.safetensors"), ValueError,
-     r"projector file \S+projector\.safetensors is damaged"),
+    # A file of another size than the manifest published is refused before it is read (store/verify.check_sizes).
+    ("faiss-truncated", _truncate("image.faiss"), IndexCorruptError,
+     r"\S+idx is damaged: image\.faiss: \d+ bytes, but \d+ were published"),
+    ("faiss-missing", _remove("text.faiss"), FileNotFoundError, r"\S+text\.faiss is missing; the index is incomplete"),
+    ("items-corrupt", _garbage("image_items.parquet"), IndexCorruptError,
+     r"\S+idx is damaged: image_items\.parquet: \d+ bytes, but \d+ were published"),
+    ("items-truncated", _truncate("text_items.parquet"), IndexCorruptError,
+     r"\S+idx is damaged: text_items\.parquet: \d+ bytes, but \d+ were published"),
+    ("projector-truncated", _truncate("projector.safetensors"), IndexCorruptError,
+     r"\S+idx is damaged: projector\.safetensors: \d+ bytes, but \d+ were published"),
     ("projector-missing", _remove("projector.safetensors"), FileNotFoundError,
-     r"projector file missing: \S+projector\.safetensors"),
+     r"\S+projector\.safetensors is missing; the index is incomplete"),
     ("manifest-invalid-json", lambda d: (d / "manifest.json").write_text('{"encoders": '), ValueError,
      r"manifest\.json is not valid JSON"),
     ("manifest-missing-field", _manifest(lambda m: m.pop("faiss")), ValueError,
@@ -274,7 +277,8 @@ def test_corrupt_anchor_file_is_named(tmp_path: Path, small_index: Path, pristin
 def test_reanchor_on_corrupt_anchor_file_keeps_index(tmp_path: Path, small_index: Path, small_retriever) -> None:
     idx = tmp_path / "idx"
     shutil.copytree(small_index, idx)
-    _garbage("anchors.parquet")(idx)
+    path = idx / "anchors.parquet"
+    path.write_bytes(bytes(path.stat().st_size))  # damaged but of its published size: a load does not read it
     before = digest(idx)
     r = Retriever.load(idx)  # the anchor file is read only by re-anchoring
     for kwargs in ({"in_place": True}, {"out": tmp_path / "swapped"}):
