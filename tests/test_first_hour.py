@@ -304,7 +304,7 @@ def test_add_across_caption_formats(tmp_path: Path, built: str, added: str) -> N
             (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
     r = Retriever.build(load_config(folder_config(folder, tmp_path, captions=f"built.{built}")), tmp_path / "idx")
     r.add(load_config(folder_config(folder, tmp_path, captions=f"added.{added}")))
-    assert r.manifest.counts["items"] == 14
+    assert r.manifest.counts.items == 14
     table = pq.read_table(tmp_path / "idx" / "image_items.parquet")
     assert str(table.schema.field("id").type) == "string" and table.column("source").to_pylist() == ["test"] * 14
     assert table.column("id").to_pylist()[12:] == ["item012", "item013"]

@@ -202,10 +202,12 @@ def test_readme_export_and_hf_example_config(tmp_path: Path, cache_dir: Path, mo
     start = readme.index("\n## Real datasets")
     section = readme[start:readme.index("\n## ", start + 1)]
     (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # a checkout's root, as the README runs it: data/ and configs/ side by side
     monkeypatch.setenv("RELSPACE_CACHE", str(cache_dir))
     exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the README's own code
-    config = Path(__file__).resolve().parents[2] / "configs" / "hf-example.yaml"
+    (tmp_path / "configs").mkdir()
+    config = tmp_path / "configs" / "hf-example.yaml"  # its data.path, ../data/openmoji-hf, is read from there
+    config.write_text((Path(__file__).resolve().parents[2] / "configs" / "hf-example.yaml").read_text())
     cfg = load_config(config, **{"data.limit": 120, "anchors.count": 40, "index.thumbnails": 0})
     r = Retriever.build(cfg, tmp_path / "idx")
     assert r.languages == ["en", "es", "ja"] and r.manifest.counts.items == 120

@@ -1,5 +1,8 @@
 """``RayEngine(address="auto")`` with no cluster running fails in one line that says what to run; no cluster is
-started (a fresh interpreter whose Ray temp directory is empty, so no other session's cluster is found)."""
+started (a fresh interpreter whose Ray temp directory is empty, so no other session's cluster is found).
+
+The file name sorts before test_ray.py on purpose: that module's session cluster, once up, is found at 'auto'
+whatever RAY_TMPDIR says, and connecting to it is then the right answer."""
 
 from __future__ import annotations
 
