@@ -10,9 +10,10 @@ Items are keyed by content (a caption's text, an image's bytes or path), never b
 ids collide with the data's cannot lend its vectors to other content.
 
 Only an encoder that gives an item the same bits in any batch (``Encoder.batch_invariant``) is reused, so that a
-build stores exactly the vectors it stored before: the ONNX image encoder is (one image per convolution), while
-MiniLM pads each batch to its longest caption and moves about a fifth of the vectors by up to 1.6e-7 with the
-batch, so captions are embedded again as before (an image costs 10 to 35 captions' time on CPU, README "Speed").
+build stores exactly the vectors it stored before. The ONNX image encoder is (checked); MiniLM, which pads each
+batch to its longest caption, moves about a fifth of the vectors by up to 1.6e-7 with the batch, so captions are
+embedded again as before. On a quiet machine an image costs 10 to 35 captions' time (README "Speed"); at load
+6 to 8 on 2 cores only about 1.6 (``experiments/demo_phases.py``), and captions are then most of a build.
 ``tests/encoders/test_reuse.py`` checks the premise, ``tests/indexing/test_embed_once.py`` compares the shards
 bit for bit.
 """
