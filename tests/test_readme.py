@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shlex
@@ -46,7 +48,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterat
     os.chdir(work)
     os.environ["RELSPACE_CACHE"] = str(cache_dir)
     try:
-        assert main(["-q", "demo"]) == 0
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["-q", "demo"]) == 0
+        (work / "demo-output.txt").write_text(out.getvalue())
         yield work
     finally:
         os.chdir(old_cwd)
@@ -61,6 +66,35 @@ def test_quick_start_commands_are_the_ones_ci_runs() -> None:
     assert "relspace demo" in quick
     test_command = next(line for line in quick.splitlines() if "pytest" in line)
     assert test_command.strip() in (ROOT / ".ci" / "run").read_text()
+
+
+def demo_results(text: str) -> dict[str, list[tuple[str, float]]]:
+    """The demo's printed searches: each query's heading, and its hits as (id, score) in rank order."""
+    results: dict[str, list[tuple[str, float]]] = {}
+    hits: list[tuple[str, float]] = []
+    for line in text.splitlines():
+        if line.startswith(("text -> image", "image -> text")):
+            hits = results.setdefault(line.split("  ")[1] if line.startswith("text") else "image query", [])
+        elif m := re.match(r"\s*\d+\.\s+(-?[\d.]+)\s+(?:image|text)\s+(\S+)", line):
+            hits.append((m[2], float(m[1])))
+    return results
+
+
+def test_quick_start_shows_the_demos_real_output(workdir: Path) -> None:
+    """The output the README shows is what this code prints: the same hits in the same ranks for every query.
+
+    Scores may differ across machines in the last digits, so ranks are compared, and two hits whose shown scores
+    are within 0.002 of each other may trade places.
+    """
+    shown = demo_results(blocks(section("Quick start (a fresh machine, offline)"), "text")[0])
+    printed = demo_results((workdir / "demo-output.txt").read_text())
+    assert len(shown) == 7 and {"'a red apple'", "'a rocket'", "image query"} <= set(shown)
+    assert set(shown) == set(printed)
+    for query, hits in shown.items():
+        got = printed[query]
+        assert {i for i, _ in got} == {i for i, _ in hits}, query
+        for (want, score), (have, _) in zip(hits, got):
+            assert want == have or any(abs(s - score) <= 0.002 for i, s in hits if i == have), (query, want, have)
 
 
 def test_demo_index_carries_the_nine_languages(workdir: Path) -> None:

@@ -49,6 +49,9 @@ class Encoder(ABC):
     _dim: int
     _version: str
     recipe: Any = None  # set by create_encoder: an encoder then pickles as its recipe (see EncoderRecipe)
+    # Whether an item gets the same bits in any batch: only then may a build reuse its vectors (encoders/reuse.py).
+    # False unless checked: MiniLM's pad-to-longest batches move ~20% of vectors by up to 1.6e-7.
+    batch_invariant: bool = False
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         """Pickle as the recipe that loads the encoder again, never as its weights, when there is one."""

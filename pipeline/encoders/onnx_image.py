@@ -48,6 +48,7 @@ class OnnxImageEncoder(TorchImageEncoder):
     two cores or fewer in one thread a batch ahead (:mod:`.prefetch`)."""
 
     backend = "onnx"
+    batch_invariant = True  # an item's bits do not depend on its batch: tests/encoders/test_reuse.py checks it
 
     def __init__(self, enc: TorchImageEncoder, session: Any, model_path: Path):
         super().__init__(enc.spec, _no_torch_forward, enc.transform, enc.dim, enc.version, "cpu", onnx_num_workers())

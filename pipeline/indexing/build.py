@@ -22,6 +22,7 @@ from ..core.spaces import IMAGE, MODALITIES, SpaceKey
 from ..data import BadRow, caption_rows, captions, load_data
 from ..encoders import Encoder, check_spec, make_encoder
 from ..encoders.embed import Pooling, embed_dataset, pool_captions
+from ..encoders.reuse import ReusingEncoder, VectorTable
 from ..space.anchors import SELECTORS, AnchorSet, check_anchor_count, select_anchors, selection_features
 from ..space.fit import check_options, embed_anchors, fit_projectors
 from ..space.projectors import Projector, load_projectors, save_projectors
@@ -102,11 +103,17 @@ def build_index(
         check_anchor_count(cfg.anchors.count, len(ds))  # before any model loads or item is embedded
     encoders = load_encoders(cfg, device)
     work = _work_dir(Path(out), _build_key(cfg, encoders, ds), resume)
+    # Each item is embedded once: what the anchor phase embeds (the anchors, a selector's pool) is kept and
+    # looked up by the shards, which encode only the rest.
+    table = VectorTable()
+    reusing: dict[SpaceKey, Encoder] = {key: ReusingEncoder(e, table) for key, e in encoders.items()}
     with timed("anchors"):
-        anchors, projectors = _anchors_and_projectors(cfg, ds, encoders, work)
-    projection = Projection.of(cfg, encoders, projectors, anchors.hash)
+        anchors, projectors = _anchors_and_projectors(cfg, ds, reusing, work)
+    table.freeze()
+    projection = Projection.of(cfg, reusing, projectors, anchors.hash)
     with timed("embedding and projecting"):
         shards = engine.write_shards(ds, work / SHARDS, projection, shard_size=cfg.shard_size)
+    del projection, reusing, table  # the anchor phase's vectors: no longer needed
     with timed("building FAISS"):
         indexes, chosen = build_indexes(shards, cfg.index, cfg.anchors.seed, engine=engine)
     infos = {key: e.info for key, e in encoders.items()}
