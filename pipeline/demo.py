@@ -41,7 +41,7 @@ def run_demo(config: str | Path | Config | None = None, out: str | Path | None =
         print(f"reusing the index in {out} (pass --rebuild to build it again)")
         r = Retriever.load(out, device=device)
     else:
-        print(f"building the OpenMoji demo index in {out} (first run: about 3 minutes on 2 CPU cores)")
+        print(f"building the OpenMoji demo index in {out} (first run: about 80 s on 2 idle CPU cores)")
         r = Retriever.build(cfg, out, device=device)
     print(f"\n{r.manifest.counts.items} items, {r.manifest.anchors.count} anchors, "
           f"text {r.manifest.encoders[TEXT].spec}, image {r.manifest.encoders[IMAGE].spec}")
