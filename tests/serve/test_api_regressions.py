@@ -6,7 +6,6 @@ answered with 200, a body it refuses is refused with a 4xx.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,14 +13,6 @@ import pytest
 fastapi = pytest.importorskip("fastapi")
 jsonschema = pytest.importorskip("jsonschema")
 from fastapi.testclient import TestClient  # noqa: E402
-
-from pipeline.serve import create_app  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def client(small_retriever) -> Iterator[TestClient]:
-    with TestClient(create_app(small_retriever)) as c:
-        yield c
 
 
 def _body_schema(client: TestClient, media_type: str) -> Any:

@@ -29,12 +29,6 @@ MAX_PIXELS = Limits().max_image_pixels
 
 
 @pytest.fixture(scope="module")
-def client(small_retriever) -> Iterator[TestClient]:
-    with TestClient(create_app(small_retriever)) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def live(small_retriever) -> Iterator[int]:
     """The app under uvicorn on 127.0.0.1 in a thread: real keep-alive connections, which TestClient has not."""
     with socket.socket() as s:

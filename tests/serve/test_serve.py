@@ -28,12 +28,6 @@ ATTRIBUTION = "All emojis designed by OpenMoji – the open-source emoji and ico
 
 
 @pytest.fixture(scope="module")
-def client(small_retriever) -> Iterator[TestClient]:
-    with TestClient(create_app(small_retriever)) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def item_ids(small_retriever) -> list[str]:
     return small_retriever.items["image"].column("id").to_pylist()
 
